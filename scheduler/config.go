@@ -1,0 +1,4 @@
+package scheduler
+
+// Config is a diffusers scheduler_config.json.
+type Config struct{}
