@@ -15,7 +15,6 @@ var runners = map[string]func(t *testing.T, c *golden.Case){}
 // pending lists kinds whose implementation belongs to an open issue. They are
 // reported as skipped, never as passed; any other unknown kind fails.
 var pending = map[string]string{
-	"unet_forward":        "models (issue 2)",
 	"vae_forward":         "models (issue 2)",
 	"vq_forward":          "models (issue 2)",
 	"scheduler_loop":      "schedulers (issue 3)",

@@ -1,0 +1,175 @@
+package kernel
+
+import "github.com/ldm-go/ldm/internal/blas"
+
+// ConvShape describes a 2-D convolution over a batch of NCHW images.
+// PadT/PadL/PadB/PadR are the zero paddings on each side: diffusers'
+// stride-2 downsampling with padding 0 pads only right and bottom.
+type ConvShape struct {
+	N, C, H, W       int // input
+	OutC, KH, KW     int
+	Stride           int
+	PadT, PadL       int
+	PadB, PadR       int
+}
+
+// OutH is the output height.
+func (s ConvShape) OutH() int { return (s.H+s.PadT+s.PadB-s.KH)/s.Stride + 1 }
+
+// OutW is the output width.
+func (s ConvShape) OutW() int { return (s.W+s.PadL+s.PadR-s.KW)/s.Stride + 1 }
+
+// ColRows is K = C*KH*KW, the rows of the column matrix.
+func (s ConvShape) ColRows() int { return s.C * s.KH * s.KW }
+
+// ColCols is N*OutH*OutW, the columns of the column matrix.
+func (s ConvShape) ColCols() int { return s.N * s.OutH() * s.OutW() }
+
+// Im2col writes the column matrix of x to cols: cols has ColRows rows and
+// ColCols columns (row-major); row (c, i, j) holds, for every output pixel of
+// every image, the input value under kernel tap (i, j) of channel c, or 0 in
+// the padding.
+func Im2col(cols, x []float32, s ConvShape) {
+	oh, ow := s.OutH(), s.OutW()
+	ncols := s.N * oh * ow
+	if len(cols) < s.ColRows()*ncols || len(x) < s.N*s.C*s.H*s.W {
+		panic("kernel: Im2col: buffer too small")
+	}
+	for c := 0; c < s.C; c++ {
+		for i := 0; i < s.KH; i++ {
+			for j := 0; j < s.KW; j++ {
+				row := cols[((c*s.KH+i)*s.KW+j)*ncols:][:ncols]
+				for n := 0; n < s.N; n++ {
+					img := x[(n*s.C+c)*s.H*s.W:][:s.H*s.W]
+					dst := row[n*oh*ow:][:oh*ow]
+					for y := 0; y < oh; y++ {
+						iy := y*s.Stride - s.PadT + i
+						d := dst[y*ow:][:ow]
+						if iy < 0 || iy >= s.H {
+							clear(d)
+							continue
+						}
+						src := img[iy*s.W:][:s.W]
+						if s.Stride == 1 {
+							// Contiguous run: ix = x - PadL + j.
+							lo := max(0, s.PadL-j)
+							hi := min(ow, s.W+s.PadL-j)
+							clear(d[:max(lo, 0)])
+							if hi > lo {
+								copy(d[lo:hi], src[lo-s.PadL+j:hi-s.PadL+j])
+							}
+							if hi < ow {
+								clear(d[max(hi, 0):])
+							}
+							continue
+						}
+						for xo := 0; xo < ow; xo++ {
+							ix := xo*s.Stride - s.PadL + j
+							if ix < 0 || ix >= s.W {
+								d[xo] = 0
+							} else {
+								d[xo] = src[ix]
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// Col2im is the adjoint of Im2col: it adds each column-matrix entry back
+// into dx at the input position it was read from (padding entries are
+// dropped). dx is accumulated into, not overwritten.
+func Col2im(dx, cols []float32, s ConvShape) {
+	oh, ow := s.OutH(), s.OutW()
+	ncols := s.N * oh * ow
+	for c := 0; c < s.C; c++ {
+		for i := 0; i < s.KH; i++ {
+			for j := 0; j < s.KW; j++ {
+				row := cols[((c*s.KH+i)*s.KW+j)*ncols:][:ncols]
+				for n := 0; n < s.N; n++ {
+					img := dx[(n*s.C+c)*s.H*s.W:][:s.H*s.W]
+					src := row[n*oh*ow:][:oh*ow]
+					for y := 0; y < oh; y++ {
+						iy := y*s.Stride - s.PadT + i
+						if iy < 0 || iy >= s.H {
+							continue
+						}
+						d := img[iy*s.W:][:s.W]
+						for xo := 0; xo < ow; xo++ {
+							ix := xo*s.Stride - s.PadL + j
+							if ix >= 0 && ix < s.W {
+								d[ix] += src[y*ow+xo]
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// Conv2d computes dst = conv(x, weight) + bias for NCHW x and dst, weight
+// [OutC, C, KH, KW], bias [OutC] or nil. work is scratch of at least
+// ConvWork(s) floats: the column matrix and, for batches, the GEMM result
+// before it is reordered to NCHW.
+func Conv2d(dst, x, weight, bias []float32, s ConvShape, work []float32) {
+	oh, ow := s.OutH(), s.OutW()
+	hw := oh * ow
+	k := s.ColRows()
+	ncols := s.N * hw
+	if len(dst) < s.N*s.OutC*hw {
+		panic("kernel: Conv2d: dst too small")
+	}
+	var cols []float32
+	if s.KH == 1 && s.KW == 1 && s.Stride == 1 && s.PadT+s.PadL+s.PadB+s.PadR == 0 && s.N == 1 {
+		cols = x[:k*ncols]
+	} else {
+		cols = work[:k*ncols]
+		Im2col(cols, x, s)
+		work = work[k*ncols:]
+	}
+	if s.N == 1 {
+		// The GEMM result is already NCHW.
+		blas.Sgemm(false, false, s.OutC, ncols, k, 1, weight, k, cols, ncols, 0, dst, ncols)
+		addBiasNCHW(dst, bias, 1, s.OutC, hw)
+		return
+	}
+	out := work[:s.OutC*ncols]
+	blas.Sgemm(false, false, s.OutC, ncols, k, 1, weight, k, cols, ncols, 0, out, ncols)
+	// out is [OutC, N, HW]; dst is [N, OutC, HW].
+	for o := 0; o < s.OutC; o++ {
+		var b float32
+		if bias != nil {
+			b = bias[o]
+		}
+		for n := 0; n < s.N; n++ {
+			src := out[(o*s.N+n)*hw:][:hw]
+			d := dst[(n*s.OutC+o)*hw:][:hw]
+			for i, v := range src {
+				d[i] = v + b
+			}
+		}
+	}
+}
+
+// ConvWork is the scratch size Conv2d needs for shape s.
+func ConvWork(s ConvShape) int {
+	return s.ColRows()*s.ColCols() + s.OutC*s.ColCols()
+}
+
+func addBiasNCHW(dst, bias []float32, n, c, hw int) {
+	if bias == nil {
+		return
+	}
+	for i := 0; i < n; i++ {
+		for o := 0; o < c; o++ {
+			b := bias[o]
+			d := dst[(i*c+o)*hw:][:hw]
+			for j := range d {
+				d[j] += b
+			}
+		}
+	}
+}

@@ -1,0 +1,9 @@
+// Package kernel holds the flat float32 kernels the layers are made of:
+// im2col for convolution, group normalisation, activations, softmax and
+// resampling. Kernels know shapes, not models; they take the destination
+// first and panic on inconsistent shapes, which are programmer errors.
+//
+// Where a reduction decides accuracy (norm statistics, softmax sums) it is
+// carried out in float64: the golden tolerances are measured against a
+// float64 computation, so being closer to it is always safe.
+package kernel

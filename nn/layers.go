@@ -1,0 +1,196 @@
+package nn
+
+import (
+	"math"
+
+	"github.com/ldm-go/ldm/internal/blas"
+	"github.com/ldm-go/ldm/internal/kernel"
+)
+
+// Tensor is a contiguous NCHW float32 array: the form activations take
+// inside the models. A matrix of N rows and C features has H = W = 1.
+type Tensor struct {
+	Data       []float32
+	N, C, H, W int
+}
+
+// NewTensor allocates a zero tensor.
+func NewTensor(n, c, h, w int) *Tensor {
+	return &Tensor{Data: make([]float32, n*c*h*w), N: n, C: c, H: h, W: w}
+}
+
+// HW is the number of pixels of one plane.
+func (t *Tensor) HW() int { return t.H * t.W }
+
+// Conv2d is a 2-D convolution with weight [out, in, k, k] and bias [out].
+type Conv2d struct {
+	Weight, Bias *Param
+	In, Out      int
+	Kernel       int
+	Stride       int
+	// Padding on top, left, bottom, right.
+	PadT, PadL, PadB, PadR int
+}
+
+// NewConv2d registers prefix.weight and prefix.bias and returns a square
+// convolution with symmetric padding.
+func NewConv2d(ps *Params, prefix string, in, out, kernelSize, stride, padding int) *Conv2d {
+	return &Conv2d{
+		Weight: ps.New(prefix+".weight", out, in, kernelSize, kernelSize),
+		Bias:   ps.New(prefix+".bias", out),
+		In:     in, Out: out, Kernel: kernelSize, Stride: stride,
+		PadT: padding, PadL: padding, PadB: padding, PadR: padding,
+	}
+}
+
+func (c *Conv2d) shape(x *Tensor) kernel.ConvShape {
+	return kernel.ConvShape{N: x.N, C: x.C, H: x.H, W: x.W, OutC: c.Out, KH: c.Kernel, KW: c.Kernel,
+		Stride: c.Stride, PadT: c.PadT, PadL: c.PadL, PadB: c.PadB, PadR: c.PadR}
+}
+
+// Forward returns the convolution of x.
+func (c *Conv2d) Forward(x *Tensor) *Tensor {
+	if x.C != c.In {
+		panic("nn: Conv2d: input channels do not match")
+	}
+	s := c.shape(x)
+	y := NewTensor(x.N, c.Out, s.OutH(), s.OutW())
+	work := make([]float32, kernel.ConvWork(s))
+	kernel.Conv2d(y.Data, x.Data, c.Weight.Data, c.Bias.Data, s, work)
+	return y
+}
+
+// GroupNorm is torch.nn.GroupNorm with affine weight and bias.
+type GroupNorm struct {
+	Weight, Bias *Param
+	Groups       int
+	Channels     int
+	Eps          float32
+}
+
+// NewGroupNorm registers prefix.weight and prefix.bias, initialised to the
+// identity transform.
+func NewGroupNorm(ps *Params, prefix string, groups, channels int, eps float64) *GroupNorm {
+	g := &GroupNorm{Weight: ps.New(prefix+".weight", channels), Bias: ps.New(prefix+".bias", channels),
+		Groups: groups, Channels: channels, Eps: float32(eps)}
+	for i := range g.Weight.Data {
+		g.Weight.Data[i] = 1
+	}
+	return g
+}
+
+// Forward returns the normalised x.
+func (g *GroupNorm) Forward(x *Tensor) *Tensor {
+	y := NewTensor(x.N, x.C, x.H, x.W)
+	kernel.GroupNorm(y.Data, x.Data, g.Weight.Data, g.Bias.Data, x.N, x.C, x.HW(), g.Groups, g.Eps, nil, nil)
+	return y
+}
+
+// Linear is y = x W^T + b with W [out, in].
+type Linear struct {
+	Weight, Bias *Param
+	In, Out      int
+}
+
+// NewLinear registers prefix.weight and prefix.bias.
+func NewLinear(ps *Params, prefix string, in, out int) *Linear {
+	return &Linear{Weight: ps.New(prefix+".weight", out, in), Bias: ps.New(prefix+".bias", out), In: in, Out: out}
+}
+
+// Forward maps rows [n, In] to [n, Out].
+func (l *Linear) Forward(x []float32, n int) []float32 {
+	y := make([]float32, n*l.Out)
+	blas.Sgemm(false, true, n, l.Out, l.In, 1, x, l.In, l.Weight.Data, l.In, 0, y, l.Out)
+	for i := 0; i < n; i++ {
+		row := y[i*l.Out : (i+1)*l.Out]
+		for j, b := range l.Bias.Data {
+			row[j] += b
+		}
+	}
+	return y
+}
+
+// Embedding is a lookup table [num, dim].
+type Embedding struct {
+	Weight   *Param
+	Num, Dim int
+}
+
+// NewEmbedding registers prefix.weight.
+func NewEmbedding(ps *Params, prefix string, num, dim int) *Embedding {
+	return &Embedding{Weight: ps.New(prefix+".weight", num, dim), Num: num, Dim: dim}
+}
+
+// Forward returns the rows for ids; the caller has checked 0 <= id < Num.
+func (e *Embedding) Forward(ids []int) []float32 {
+	y := make([]float32, len(ids)*e.Dim)
+	for i, id := range ids {
+		copy(y[i*e.Dim:(i+1)*e.Dim], e.Weight.Data[id*e.Dim:(id+1)*e.Dim])
+	}
+	return y
+}
+
+// SiLU returns x * sigmoid(x) elementwise as a new slice.
+func SiLU(x []float32) []float32 {
+	y := make([]float32, len(x))
+	kernel.SiLU(y, x)
+	return y
+}
+
+// UpsampleNearest2x doubles the height and width by repeating pixels.
+func UpsampleNearest2x(x *Tensor) *Tensor {
+	y := NewTensor(x.N, x.C, 2*x.H, 2*x.W)
+	kernel.UpsampleNearest2x(y.Data, x.Data, x.N*x.C, x.H, x.W)
+	return y
+}
+
+// TimestepEmbedding is the MLP after the sinusoidal projection:
+// linear_1, SiLU, linear_2.
+type TimestepEmbedding struct {
+	Linear1, Linear2 *Linear
+}
+
+// NewTimestepEmbedding registers prefix.linear_1 and prefix.linear_2.
+func NewTimestepEmbedding(ps *Params, prefix string, in, dim int) *TimestepEmbedding {
+	return &TimestepEmbedding{Linear1: NewLinear(ps, prefix+".linear_1", in, dim), Linear2: NewLinear(ps, prefix+".linear_2", dim, dim)}
+}
+
+// Forward maps [n, in] to [n, dim].
+func (t *TimestepEmbedding) Forward(x []float32, n int) []float32 {
+	h := t.Linear1.Forward(x, n)
+	kernel.SiLU(h, h)
+	return t.Linear2.Forward(h, n)
+}
+
+// SinusoidalEmbedding writes diffusers' get_timestep_embedding of the
+// timesteps to dst [len(timesteps), dim]: frequencies
+// exp(-ln(10000) * i / (dim/2 - freqShift)), sin then cos (cos then sin with
+// flipSinToCos), zero-padded when dim is odd. The arithmetic follows torch's
+// float32 order: exponent = float32(-ln 10000) * i, divided by
+// (half - shift), exp, times the float32 timestep.
+func SinusoidalEmbedding(dst []float32, timesteps []float32, dim int, flipSinToCos bool, freqShift float64) {
+	half := dim / 2
+	freqs := make([]float32, half)
+	negLog := float32(-math.Log(10000))
+	denom := float32(float64(half) - freqShift)
+	for i := range freqs {
+		e := negLog * float32(i)
+		e = e / denom
+		freqs[i] = float32(math.Exp(float64(e)))
+	}
+	for n, t := range timesteps {
+		row := dst[n*dim : (n+1)*dim]
+		for i, f := range freqs {
+			a := float64(t * f)
+			s, c := float32(math.Sin(a)), float32(math.Cos(a))
+			if flipSinToCos {
+				row[i], row[half+i] = c, s
+			} else {
+				row[i], row[half+i] = s, c
+			}
+		}
+		if dim%2 == 1 {
+			row[dim-1] = 0
+		}
+	}
+}

@@ -1,0 +1,385 @@
+package unet
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+
+	"gorgonia.org/tensor"
+
+	"github.com/ldm-go/ldm/internal/kernel"
+	"github.com/ldm-go/ldm/internal/safetensors"
+	"github.com/ldm-go/ldm/nn"
+)
+
+// WeightsFile is the weights file name diffusers uses in a model folder.
+const WeightsFile = "diffusion_pytorch_model.safetensors"
+
+// ConfigFile is the config file name in a model folder.
+const ConfigFile = "config.json"
+
+// DownBlock is DownBlock2D or AttnDownBlock2D.
+type DownBlock struct {
+	Resnets      []*nn.ResnetBlock2D
+	Attentions   []*nn.Attention // empty for DownBlock2D
+	Downsamplers []*nn.Downsample2D
+}
+
+// UpBlock is UpBlock2D or AttnUpBlock2D: each resnet takes the previous
+// output concatenated with a skip connection from the down path.
+type UpBlock struct {
+	Resnets    []*nn.ResnetBlock2D
+	Attentions []*nn.Attention
+	Upsamplers []*nn.Upsample2D
+}
+
+// MidBlock is UNetMidBlock2D: resnet, optional attention, resnet.
+type MidBlock struct {
+	Resnets    []*nn.ResnetBlock2D
+	Attentions []*nn.Attention
+}
+
+// Model is diffusers' UNet2DModel. Fields carry diffusers' module names.
+type Model struct {
+	Config *Config
+	Params *nn.Params
+
+	ConvIn        *nn.Conv2d
+	TimeProjW     *nn.Param // time_proj.weight: Fourier frequencies or the learned table; nil for positional
+	TimeEmbedding *nn.TimestepEmbedding
+	// ClassEmbedding is the label table (num_class_embeds); ClassTimestep the
+	// MLP for class_embed_type "timestep". At most one is set.
+	ClassEmbedding *nn.Embedding
+	ClassTimestep  *nn.TimestepEmbedding
+	DownBlocks     []*DownBlock
+	MidBlock       *MidBlock
+	UpBlocks       []*UpBlock
+	ConvNormOut    *nn.GroupNorm
+	ConvOut        *nn.Conv2d
+}
+
+// New builds a model with zero weights from a validated config.
+func New(c *Config) (*Model, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	ps := &nn.Params{}
+	m := &Model{Config: c, Params: ps}
+	ch := c.BlockOutChannels
+	g := *c.NormNumGroups
+	eps := c.NormEps
+	temb := c.TimeEmbedDim()
+	ss := c.ResnetTimeScaleShift == "scale_shift"
+
+	m.ConvIn = nn.NewConv2d(ps, "conv_in", c.InChannels, ch[0], 3, 1, 1)
+	projDim := ch[0]
+	switch c.TimeEmbeddingType {
+	case "fourier":
+		m.TimeProjW = ps.New("time_proj.weight", ch[0])
+		projDim = 2 * ch[0]
+	case "learned":
+		m.TimeProjW = ps.New("time_proj.weight", *c.NumTrainTimesteps, ch[0])
+	}
+	m.TimeEmbedding = nn.NewTimestepEmbedding(ps, "time_embedding", projDim, temb)
+	if c.ClassEmbedType != nil { // "timestep", checked by Validate
+		m.ClassTimestep = nn.NewTimestepEmbedding(ps, "class_embedding", projDim, temb)
+	} else if c.NumClassEmbeds != nil {
+		m.ClassEmbedding = nn.NewEmbedding(ps, "class_embedding", *c.NumClassEmbeds, temb)
+	}
+
+	out := ch[0]
+	for i, typ := range c.DownBlockTypes {
+		in := out
+		out = ch[i]
+		p := fmt.Sprintf("down_blocks.%d", i)
+		b := &DownBlock{}
+		for j := 0; j < c.LayersPerBlock; j++ {
+			rin := out
+			if j == 0 {
+				rin = in
+			}
+			b.Resnets = append(b.Resnets, nn.NewResnetBlock2D(ps, fmt.Sprintf("%s.resnets.%d", p, j), rin, out, temb, g, eps, ss, 1))
+			if typ == "AttnDownBlock2D" {
+				b.Attentions = append(b.Attentions, nn.NewAttention(ps, fmt.Sprintf("%s.attentions.%d", p, j), out, c.headDim(out), g, eps, 1))
+			}
+		}
+		if i < len(ch)-1 {
+			b.Downsamplers = append(b.Downsamplers, nn.NewDownsample2D(ps, p+".downsamplers.0", out, c.DownsamplePadding))
+		}
+		m.DownBlocks = append(m.DownBlocks, b)
+	}
+
+	if c.MidBlockType != nil {
+		last := ch[len(ch)-1]
+		mb := &MidBlock{}
+		mb.Resnets = append(mb.Resnets, nn.NewResnetBlock2D(ps, "mid_block.resnets.0", last, last, temb, g, eps, ss, c.MidBlockScaleFactor))
+		if c.AddAttention {
+			mb.Attentions = append(mb.Attentions, nn.NewAttention(ps, "mid_block.attentions.0", last, c.headDim(last), c.midAttnGroups(), eps, c.MidBlockScaleFactor))
+		}
+		mb.Resnets = append(mb.Resnets, nn.NewResnetBlock2D(ps, "mid_block.resnets.1", last, last, temb, g, eps, ss, c.MidBlockScaleFactor))
+		m.MidBlock = mb
+	}
+
+	n := len(ch)
+	out = ch[n-1]
+	for i, typ := range c.UpBlockTypes {
+		prev := out
+		out = ch[n-1-i]
+		in := ch[max(n-2-i, 0)]
+		p := fmt.Sprintf("up_blocks.%d", i)
+		b := &UpBlock{}
+		layers := c.LayersPerBlock + 1
+		for j := 0; j < layers; j++ {
+			skip := out
+			if j == layers-1 {
+				skip = in
+			}
+			rin := out
+			if j == 0 {
+				rin = prev
+			}
+			b.Resnets = append(b.Resnets, nn.NewResnetBlock2D(ps, fmt.Sprintf("%s.resnets.%d", p, j), rin+skip, out, temb, g, eps, ss, 1))
+			if typ == "AttnUpBlock2D" {
+				b.Attentions = append(b.Attentions, nn.NewAttention(ps, fmt.Sprintf("%s.attentions.%d", p, j), out, c.headDim(out), g, eps, 1))
+			}
+		}
+		if i < n-1 {
+			b.Upsamplers = append(b.Upsamplers, nn.NewUpsample2D(ps, p+".upsamplers.0", out))
+		}
+		m.UpBlocks = append(m.UpBlocks, b)
+	}
+	m.ConvNormOut = nn.NewGroupNorm(ps, "conv_norm_out", g, ch[0], eps)
+	m.ConvOut = nn.NewConv2d(ps, "conv_out", ch[0], c.OutChannels, 3, 1, 1)
+	return m, nil
+}
+
+// Load reads config.json and diffusion_pytorch_model.safetensors from dir.
+func Load(dir string) (*Model, error) {
+	c, err := LoadConfig(filepath.Join(dir, ConfigFile))
+	if err != nil {
+		return nil, err
+	}
+	m, err := New(c)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ConfigFile), err)
+	}
+	if err := m.LoadWeights(filepath.Join(dir, WeightsFile)); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// LoadWeights fills the parameters from a safetensors file.
+func (m *Model) LoadWeights(path string) error {
+	if _, err := os.Stat(path); err != nil {
+		return err
+	}
+	f, err := safetensors.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := m.Params.Load(f); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// Forward predicts the model output (noise, v or sample, as trained) for
+// sample [N, in_channels, H, W] at the given timesteps (one per image, or
+// one for all). classLabels is required for class-conditional models and
+// must be nil otherwise. H and W must survive the downsamplings.
+func (m *Model) Forward(sample *tensor.Dense, timesteps []float32, classLabels []int) (*tensor.Dense, error) {
+	shape := sample.Shape()
+	if len(shape) != 4 {
+		return nil, fmt.Errorf("unet: sample must be [N, C, H, W], got shape %v", shape)
+	}
+	data, ok := sample.Data().([]float32)
+	if !ok {
+		return nil, fmt.Errorf("unet: sample must be float32, got %v", sample.Dtype())
+	}
+	x := &nn.Tensor{Data: data, N: shape[0], C: shape[1], H: shape[2], W: shape[3]}
+	y, err := m.ForwardTensor(x, timesteps, classLabels)
+	if err != nil {
+		return nil, err
+	}
+	return tensor.New(tensor.WithShape(y.N, y.C, y.H, y.W), tensor.WithBacking(y.Data)), nil
+}
+
+// CheckInput validates a forward request without running it.
+func (m *Model) CheckInput(n, c, h, w int, timesteps []float32, classLabels []int) error {
+	cfg := m.Config
+	if n <= 0 {
+		return fmt.Errorf("unet: batch size %d, want at least 1", n)
+	}
+	if c != cfg.InChannels {
+		return fmt.Errorf("unet: sample has %d channels, the model takes in_channels = %d", c, cfg.InChannels)
+	}
+	f := 1 << (len(cfg.BlockOutChannels) - 1)
+	if h <= 0 || w <= 0 || h%f != 0 || w%f != 0 {
+		return fmt.Errorf("unet: sample size %dx%d must be a positive multiple of %d (the model downsamples %d times)", h, w, f, len(cfg.BlockOutChannels)-1)
+	}
+	if len(timesteps) != 1 && len(timesteps) != n {
+		return fmt.Errorf("unet: %d timesteps for a batch of %d, want 1 or %d", len(timesteps), n, n)
+	}
+	for _, t := range timesteps {
+		if math.IsNaN(float64(t)) || math.IsInf(float64(t), 0) {
+			return fmt.Errorf("unet: timestep %v is not finite", t)
+		}
+		if cfg.TimeEmbeddingType == "learned" && (t < 0 || int(t) >= *cfg.NumTrainTimesteps || float32(int(t)) != t) {
+			return fmt.Errorf("unet: timestep %v outside the learned table [0, %d)", t, *cfg.NumTrainTimesteps)
+		}
+		if cfg.TimeEmbeddingType == "fourier" && t <= 0 {
+			return fmt.Errorf("unet: timestep %v: the Fourier embedding takes log(t), want t > 0", t)
+		}
+	}
+	switch {
+	case !cfg.ClassConditional() && classLabels != nil:
+		return fmt.Errorf("unet: class labels given but the model is not class-conditional (num_class_embeds is null)")
+	case cfg.ClassConditional() && classLabels == nil:
+		return fmt.Errorf("unet: the model is class-conditional: class labels are required")
+	case classLabels != nil && len(classLabels) != n:
+		return fmt.Errorf("unet: %d class labels for a batch of %d", len(classLabels), n)
+	}
+	if m.ClassEmbedding != nil {
+		for _, l := range classLabels {
+			if l < 0 || l >= m.ClassEmbedding.Num {
+				return fmt.Errorf("unet: class label %d outside [0, %d)", l, m.ClassEmbedding.Num)
+			}
+		}
+	}
+	return nil
+}
+
+// timeProjection computes time_proj for one value per image.
+func (m *Model) timeProjection(ts []float32) []float32 {
+	c := m.Config
+	ch0 := c.BlockOutChannels[0]
+	n := len(ts)
+	switch c.TimeEmbeddingType {
+	case "fourier":
+		// GaussianFourierProjection with log=True, flip_sin_to_cos=False:
+		// [sin(2*pi*log(t)*w), cos(2*pi*log(t)*w)] in float32 order.
+		out := make([]float32, n*2*ch0)
+		twoPi := float32(2 * math.Pi)
+		for i, t := range ts {
+			lt := float32(math.Log(float64(t)))
+			for j, w := range m.TimeProjW.Data {
+				a := float64(lt * w * twoPi)
+				out[i*2*ch0+j] = float32(math.Sin(a))
+				out[i*2*ch0+ch0+j] = float32(math.Cos(a))
+			}
+		}
+		return out
+	case "learned":
+		out := make([]float32, n*ch0)
+		for i, t := range ts {
+			copy(out[i*ch0:(i+1)*ch0], m.TimeProjW.Data[int(t)*ch0:][:ch0])
+		}
+		return out
+	}
+	out := make([]float32, n*ch0)
+	nn.SinusoidalEmbedding(out, ts, ch0, c.FlipSinToCos, c.FreqShift)
+	return out
+}
+
+// ForwardTensor is Forward on the models' internal tensor type.
+func (m *Model) ForwardTensor(x *nn.Tensor, timesteps []float32, classLabels []int) (*nn.Tensor, error) {
+	if err := m.CheckInput(x.N, x.C, x.H, x.W, timesteps, classLabels); err != nil {
+		return nil, err
+	}
+	c := m.Config
+	n := x.N
+	ts := make([]float32, n)
+	for i := range ts {
+		ts[i] = timesteps[min(i, len(timesteps)-1)]
+	}
+	if c.CenterInputSample {
+		cx := nn.NewTensor(x.N, x.C, x.H, x.W)
+		for i, v := range x.Data {
+			cx.Data[i] = 2*v - 1
+		}
+		x = cx
+	}
+	emb := m.TimeEmbedding.Forward(m.timeProjection(ts), n)
+	if classLabels != nil {
+		var ce []float32
+		if m.ClassTimestep != nil {
+			fl := make([]float32, n)
+			for i, l := range classLabels {
+				fl[i] = float32(l)
+			}
+			ce = m.ClassTimestep.Forward(m.timeProjection(fl), n)
+		} else {
+			ce = m.ClassEmbedding.Forward(classLabels)
+		}
+		for i := range emb {
+			emb[i] += ce[i]
+		}
+	}
+	// Every resnet applies SiLU to the embedding first; do it once.
+	embAct := nn.SiLU(emb)
+
+	h := m.ConvIn.Forward(x)
+	skips := []*nn.Tensor{h}
+	for _, b := range m.DownBlocks {
+		for j, r := range b.Resnets {
+			h = r.Forward(h, embAct)
+			if len(b.Attentions) > 0 {
+				h = b.Attentions[j].Forward(h)
+			}
+			skips = append(skips, h)
+		}
+		for _, d := range b.Downsamplers {
+			h = d.Forward(h)
+			skips = append(skips, h)
+		}
+	}
+	if mb := m.MidBlock; mb != nil {
+		h = mb.Resnets[0].Forward(h, embAct)
+		if len(mb.Attentions) > 0 {
+			h = mb.Attentions[0].Forward(h)
+		}
+		h = mb.Resnets[1].Forward(h, embAct)
+	}
+	for _, b := range m.UpBlocks {
+		for j, r := range b.Resnets {
+			skip := skips[len(skips)-1]
+			skips = skips[:len(skips)-1]
+			h = r.Forward(concatChannels(h, skip), embAct)
+			if len(b.Attentions) > 0 {
+				h = b.Attentions[j].Forward(h)
+			}
+		}
+		for _, u := range b.Upsamplers {
+			h = u.Forward(h)
+		}
+	}
+	h = m.ConvNormOut.Forward(h)
+	kernel.SiLU(h.Data, h.Data)
+	out := m.ConvOut.Forward(h)
+	if c.TimeEmbeddingType == "fourier" {
+		hw := out.C * out.HW()
+		for i := 0; i < n; i++ {
+			p := out.Data[i*hw : (i+1)*hw]
+			for j := range p {
+				p[j] /= ts[i]
+			}
+		}
+	}
+	return out, nil
+}
+
+// concatChannels stacks a and b along the channel axis.
+func concatChannels(a, b *nn.Tensor) *nn.Tensor {
+	y := nn.NewTensor(a.N, a.C+b.C, a.H, a.W)
+	pa, pb := a.C*a.HW(), b.C*b.HW()
+	for i := 0; i < a.N; i++ {
+		copy(y.Data[i*(pa+pb):], a.Data[i*pa:(i+1)*pa])
+		copy(y.Data[i*(pa+pb)+pa:], b.Data[i*pb:(i+1)*pb])
+	}
+	return y
+}
+
+// NumParams is the number of scalar parameters.
+func (m *Model) NumParams() int { return m.Params.Count() }
