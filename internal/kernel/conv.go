@@ -6,11 +6,11 @@ import "github.com/ldm-go/ldm/internal/blas"
 // PadT/PadL/PadB/PadR are the zero paddings on each side: diffusers'
 // stride-2 downsampling with padding 0 pads only right and bottom.
 type ConvShape struct {
-	N, C, H, W       int // input
-	OutC, KH, KW     int
-	Stride           int
-	PadT, PadL       int
-	PadB, PadR       int
+	N, C, H, W   int // input
+	OutC, KH, KW int
+	Stride       int
+	PadT, PadL   int
+	PadB, PadR   int
 }
 
 // OutH is the output height.
