@@ -15,8 +15,6 @@ var runners = map[string]func(t *testing.T, c *golden.Case){}
 // pending lists kinds whose implementation belongs to an open issue. They are
 // reported as skipped, never as passed; any other unknown kind fails.
 var pending = map[string]string{
-	"vae_forward":         "models (issue 2)",
-	"vq_forward":          "models (issue 2)",
 	"scheduler_loop":      "schedulers (issue 3)",
 	"scheduler_add_noise": "schedulers (issue 3)",
 	"ldm_e2e":             "pipeline (issue 4)",

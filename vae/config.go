@@ -1,0 +1,186 @@
+package vae
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+)
+
+// Config is a diffusers AutoencoderKL or VQModel config.json. The two share
+// the encoder and decoder keys; the KL-only and VQ-only keys are ignored by
+// the other class, as diffusers ignores keys a class does not take.
+type Config struct {
+	ClassName            string    `json:"_class_name"`
+	InChannels           int       `json:"in_channels"`
+	OutChannels          int       `json:"out_channels"`
+	DownBlockTypes       []string  `json:"down_block_types"`
+	UpBlockTypes         []string  `json:"up_block_types"`
+	BlockOutChannels     []int     `json:"block_out_channels"`
+	LayersPerBlock       int       `json:"layers_per_block"`
+	ActFn                string    `json:"act_fn"`
+	LatentChannels       int       `json:"latent_channels"`
+	NormNumGroups        int       `json:"norm_num_groups"`
+	SampleSize           int       `json:"sample_size"`
+	ScalingFactor        float64   `json:"scaling_factor"`
+	ShiftFactor          *float64  `json:"shift_factor"`
+	LatentsMean          []float64 `json:"latents_mean"`
+	LatentsStd           []float64 `json:"latents_std"`
+	ForceUpcast          bool      `json:"force_upcast"`
+	UseQuantConv         bool      `json:"use_quant_conv"`
+	UsePostQuantConv     bool      `json:"use_post_quant_conv"`
+	MidBlockAddAttention bool      `json:"mid_block_add_attention"`
+
+	// VQModel only.
+	NumVQEmbeddings    int    `json:"num_vq_embeddings"`
+	VQEmbedDim         *int   `json:"vq_embed_dim"`
+	NormType           string `json:"norm_type"`
+	LookupFromCodebook bool   `json:"lookup_from_codebook"`
+}
+
+// Class names this package builds.
+const (
+	ClassKL = "AutoencoderKL"
+	ClassVQ = "VQModel"
+)
+
+// DefaultConfig returns diffusers' defaults for the class (AutoencoderKL or VQModel).
+func DefaultConfig(class string) *Config {
+	c := &Config{
+		ClassName: class, InChannels: 3, OutChannels: 3,
+		DownBlockTypes: []string{"DownEncoderBlock2D"}, UpBlockTypes: []string{"UpDecoderBlock2D"},
+		BlockOutChannels: []int{64}, LayersPerBlock: 1, ActFn: "silu",
+		LatentChannels: 4, NormNumGroups: 32, SampleSize: 32, ScalingFactor: 0.18215,
+		ForceUpcast: true, UseQuantConv: true, UsePostQuantConv: true, MidBlockAddAttention: true,
+		NumVQEmbeddings: 256, NormType: "group",
+	}
+	if class == ClassVQ {
+		c.LatentChannels = 3
+		c.ForceUpcast = false
+	}
+	return c
+}
+
+// ParseConfig decodes a config.json. The class comes from _class_name, or
+// from class when the file has none.
+func ParseConfig(data []byte, class string) (*Config, error) {
+	var probe struct {
+		ClassName string `json:"_class_name"`
+	}
+	if err := json.Unmarshal(data, &probe); err != nil {
+		return nil, fmt.Errorf("vae config: %v", err)
+	}
+	if probe.ClassName != "" {
+		class = probe.ClassName
+	}
+	if class != ClassKL && class != ClassVQ {
+		return nil, fmt.Errorf("vae config: _class_name = %q is not supported (supported: %s, %s)", class, ClassKL, ClassVQ)
+	}
+	c := DefaultConfig(class)
+	if err := json.Unmarshal(data, c); err != nil {
+		return nil, fmt.Errorf("vae config: %v", err)
+	}
+	c.ClassName = class
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// LoadConfig reads and parses a config.json file.
+func LoadConfig(path, class string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	c, err := ParseConfig(b, class)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+func bad(key string, value any, want string) error {
+	return fmt.Errorf("vae config: %s = %v is not supported (%s)", key, value, want)
+}
+
+// Validate refuses values the project does not implement, naming the key.
+func (c *Config) Validate() error {
+	if c.InChannels <= 0 {
+		return bad("in_channels", c.InChannels, "want a positive number")
+	}
+	if c.OutChannels <= 0 {
+		return bad("out_channels", c.OutChannels, "want a positive number")
+	}
+	if c.LatentChannels <= 0 {
+		return bad("latent_channels", c.LatentChannels, "want a positive number")
+	}
+	n := len(c.BlockOutChannels)
+	if n == 0 {
+		return bad("block_out_channels", c.BlockOutChannels, "want at least one block")
+	}
+	if len(c.DownBlockTypes) != n || len(c.UpBlockTypes) != n {
+		return fmt.Errorf("vae config: block_out_channels (%d), down_block_types (%d) and up_block_types (%d) must have the same length",
+			n, len(c.DownBlockTypes), len(c.UpBlockTypes))
+	}
+	for i, t := range c.DownBlockTypes {
+		if t != "DownEncoderBlock2D" {
+			return bad(fmt.Sprintf("down_block_types[%d]", i), t, "supported: DownEncoderBlock2D")
+		}
+	}
+	for i, t := range c.UpBlockTypes {
+		if t != "UpDecoderBlock2D" {
+			return bad(fmt.Sprintf("up_block_types[%d]", i), t, "supported: UpDecoderBlock2D")
+		}
+	}
+	if c.NormNumGroups <= 0 {
+		return bad("norm_num_groups", c.NormNumGroups, "want a positive number")
+	}
+	for i, ch := range c.BlockOutChannels {
+		if ch <= 0 {
+			return bad(fmt.Sprintf("block_out_channels[%d]", i), ch, "want a positive number")
+		}
+		if ch%c.NormNumGroups != 0 {
+			return fmt.Errorf("vae config: norm_num_groups = %d does not divide block_out_channels[%d] = %d", c.NormNumGroups, i, ch)
+		}
+	}
+	if c.LayersPerBlock <= 0 {
+		return bad("layers_per_block", c.LayersPerBlock, "want a positive number")
+	}
+	if c.ActFn != "silu" && c.ActFn != "swish" {
+		return bad("act_fn", c.ActFn, "supported: silu, swish")
+	}
+	if c.ScalingFactor == 0 {
+		return bad("scaling_factor", c.ScalingFactor, "want a non-zero number")
+	}
+	if c.ClassName == ClassVQ {
+		if c.NumVQEmbeddings <= 0 {
+			return bad("num_vq_embeddings", c.NumVQEmbeddings, "want a positive number")
+		}
+		if c.VQEmbedDim != nil && *c.VQEmbedDim <= 0 {
+			return bad("vq_embed_dim", *c.VQEmbedDim, "want a positive number or null")
+		}
+		if c.NormType != "group" {
+			return bad("norm_type", c.NormType, "supported: group")
+		}
+	}
+	return nil
+}
+
+// EmbedDim is the VQ codebook vector size (vq_embed_dim, or latent_channels).
+func (c *Config) EmbedDim() int {
+	if c.VQEmbedDim != nil {
+		return *c.VQEmbedDim
+	}
+	return c.LatentChannels
+}
+
+// Shift is shift_factor, or 0 when null.
+func (c *Config) Shift() float64 {
+	if c.ShiftFactor != nil {
+		return *c.ShiftFactor
+	}
+	return 0
+}
+
+// DownsampleFactor is how much smaller the latent is than the image.
+func (c *Config) DownsampleFactor() int { return 1 << (len(c.BlockOutChannels) - 1) }
