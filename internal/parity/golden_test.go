@@ -23,7 +23,10 @@ var pending = map[string]string{
 }
 
 func goldenRoots() []string {
-	roots := []string{filepath.Join("..", "..", "testdata", "golden")}
+	// testdata/golden holds the cases computed with diffusers;
+	// testdata/refcases more configurations computed with the PyTorch
+	// reference (tools/refcases/gen.py).
+	roots := []string{filepath.Join("..", "..", "testdata", "golden"), filepath.Join("..", "..", "testdata", "refcases")}
 	if d := os.Getenv("LDM_GOLDEN_DIR"); d != "" {
 		roots = append(roots, d)
 	}
