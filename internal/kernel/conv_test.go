@@ -1,0 +1,179 @@
+package kernel
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// naiveConv is the textbook definition, the oracle for Conv2d.
+func naiveConv(x, w, b []float32, s ConvShape) []float32 {
+	oh, ow := s.OutH(), s.OutW()
+	y := make([]float32, s.N*s.OutC*oh*ow)
+	for n := 0; n < s.N; n++ {
+		for o := 0; o < s.OutC; o++ {
+			for i := 0; i < oh; i++ {
+				for j := 0; j < ow; j++ {
+					var acc float64
+					for c := 0; c < s.C; c++ {
+						for ki := 0; ki < s.KH; ki++ {
+							for kj := 0; kj < s.KW; kj++ {
+								iy, ix := i*s.Stride-s.PadT+ki, j*s.Stride-s.PadL+kj
+								if iy < 0 || iy >= s.H || ix < 0 || ix >= s.W {
+									continue
+								}
+								acc += float64(x[((n*s.C+c)*s.H+iy)*s.W+ix]) * float64(w[((o*s.C+c)*s.KH+ki)*s.KW+kj])
+							}
+						}
+					}
+					if b != nil {
+						acc += float64(b[o])
+					}
+					y[((n*s.OutC+o)*oh+i)*ow+j] = float32(acc)
+				}
+			}
+		}
+	}
+	return y
+}
+
+func randSlice(r *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}
+
+func TestConv2dMatchesDefinition(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	shapes := []ConvShape{
+		{N: 1, C: 3, H: 8, W: 8, OutC: 5, KH: 3, KW: 3, Stride: 1, PadT: 1, PadL: 1, PadB: 1, PadR: 1},
+		{N: 3, C: 4, H: 7, W: 9, OutC: 6, KH: 3, KW: 3, Stride: 1, PadT: 1, PadL: 1, PadB: 1, PadR: 1},
+		{N: 2, C: 4, H: 8, W: 6, OutC: 4, KH: 3, KW: 3, Stride: 2, PadT: 1, PadL: 1, PadB: 1, PadR: 1},
+		{N: 2, C: 4, H: 8, W: 6, OutC: 4, KH: 3, KW: 3, Stride: 2, PadB: 1, PadR: 1}, // diffusers' padding 0 downsample
+		{N: 2, C: 6, H: 5, W: 5, OutC: 3, KH: 1, KW: 1, Stride: 1},
+		{N: 1, C: 6, H: 5, W: 5, OutC: 3, KH: 1, KW: 1, Stride: 1},
+		{N: 2, C: 2, H: 6, W: 6, OutC: 3, KH: 5, KW: 5, Stride: 1, PadT: 2, PadL: 2, PadB: 2, PadR: 2},
+		{N: 1, C: 2, H: 9, W: 7, OutC: 3, KH: 3, KW: 3, Stride: 3},
+	}
+	for _, s := range shapes {
+		x := randSlice(r, s.N*s.C*s.H*s.W)
+		w := randSlice(r, s.OutC*s.C*s.KH*s.KW)
+		b := randSlice(r, s.OutC)
+		want := naiveConv(x, w, b, s)
+		got := make([]float32, len(want))
+		for i := range got {
+			got[i] = float32(math.NaN()) // must be overwritten
+		}
+		Conv2d(got, x, w, b, s, make([]float32, ConvWork(s)))
+		for i := range want {
+			if d := math.Abs(float64(got[i] - want[i])); d > 1e-5*float64(s.ColRows()) || math.IsNaN(float64(got[i])) {
+				t.Fatalf("%+v: element %d: got %v, want %v", s, i, got[i], want[i])
+			}
+		}
+	}
+}
+
+// Col2im is the adjoint of Im2col: <Im2col(x), c> = <x, Col2im(c)>.
+func TestCol2imIsAdjoint(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	s := ConvShape{N: 2, C: 3, H: 7, W: 6, OutC: 1, KH: 3, KW: 3, Stride: 2, PadT: 0, PadL: 0, PadB: 1, PadR: 1}
+	x := randSlice(r, s.N*s.C*s.H*s.W)
+	c := randSlice(r, s.ColRows()*s.ColCols())
+	cols := make([]float32, len(c))
+	Im2col(cols, x, s)
+	dx := make([]float32, len(x))
+	Col2im(dx, c, s)
+	var a, b float64
+	for i := range c {
+		a += float64(cols[i]) * float64(c[i])
+	}
+	for i := range x {
+		b += float64(x[i]) * float64(dx[i])
+	}
+	if math.Abs(a-b) > 1e-9*math.Max(1, math.Abs(a))*float64(len(c)) {
+		t.Errorf("<Im2col(x), c> = %v, <x, Col2im(c)> = %v", a, b)
+	}
+}
+
+func TestGroupNormStatistics(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	n, c, hw, groups := 2, 6, 10, 3
+	x := randSlice(r, n*c*hw)
+	for i := range x {
+		x[i] = 3 + 2*x[i]
+	}
+	w := make([]float32, c)
+	b := make([]float32, c)
+	for i := range w {
+		w[i] = 1
+	}
+	y := make([]float32, len(x))
+	GroupNorm(y, x, w, b, n, c, hw, groups, 1e-5, nil, nil)
+	size := c / groups * hw
+	for g := 0; g < n*groups; g++ {
+		var m, v float64
+		for _, e := range y[g*size : (g+1)*size] {
+			m += float64(e)
+		}
+		m /= float64(size)
+		for _, e := range y[g*size : (g+1)*size] {
+			v += (float64(e) - m) * (float64(e) - m)
+		}
+		v /= float64(size)
+		if math.Abs(m) > 1e-6 || math.Abs(v-1) > 1e-4 {
+			t.Errorf("group %d: mean %v, variance %v after normalising", g, m, v)
+		}
+	}
+}
+
+func TestSoftmaxAndUpsample(t *testing.T) {
+	x := []float32{1, 2, 3, 1000, 1000, -1000}
+	SoftmaxRows(x, 2, 3)
+	want := []float32{0.09003057, 0.24472848, 0.66524094, 0.5, 0.5, 0}
+	for i := range x {
+		if math.Abs(float64(x[i]-want[i])) > 1e-7 {
+			t.Errorf("softmax[%d] = %v, want %v", i, x[i], want[i])
+		}
+	}
+	up := make([]float32, 16)
+	UpsampleNearest2x(up, []float32{1, 2, 3, 4}, 1, 2, 2)
+	wantUp := []float32{1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4}
+	for i := range up {
+		if up[i] != wantUp[i] {
+			t.Fatalf("upsample = %v, want %v", up, wantUp)
+		}
+	}
+}
+
+// BenchmarkConv2d runs the 3x3 convolutions of the golden UNet (block
+// channels 32 and 64 on 8x8 and 4x4 latents) at batch 1 and 32.
+func BenchmarkConv2d(b *testing.B) {
+	cases := []struct {
+		name string
+		s    ConvShape
+	}{
+		{"unet32x8x8_b1", ConvShape{N: 1, C: 32, H: 8, W: 8, OutC: 32, KH: 3, KW: 3, Stride: 1, PadT: 1, PadL: 1, PadB: 1, PadR: 1}},
+		{"unet32x8x8_b32", ConvShape{N: 32, C: 32, H: 8, W: 8, OutC: 32, KH: 3, KW: 3, Stride: 1, PadT: 1, PadL: 1, PadB: 1, PadR: 1}},
+		{"unet64x4x4_b32", ConvShape{N: 32, C: 64, H: 4, W: 4, OutC: 64, KH: 3, KW: 3, Stride: 1, PadT: 1, PadL: 1, PadB: 1, PadR: 1}},
+		{"unet96to32x8x8_b32", ConvShape{N: 32, C: 96, H: 8, W: 8, OutC: 32, KH: 3, KW: 3, Stride: 1, PadT: 1, PadL: 1, PadB: 1, PadR: 1}},
+		{"cifar128x32x32_b8", ConvShape{N: 8, C: 128, H: 32, W: 32, OutC: 128, KH: 3, KW: 3, Stride: 1, PadT: 1, PadL: 1, PadB: 1, PadR: 1}},
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, c := range cases {
+		s := c.s
+		x := randSlice(r, s.N*s.C*s.H*s.W)
+		w := randSlice(r, s.OutC*s.ColRows())
+		bias := randSlice(r, s.OutC)
+		y := make([]float32, s.N*s.OutC*s.OutH()*s.OutW())
+		work := make([]float32, ConvWork(s))
+		flops := 2 * float64(s.OutC) * float64(s.ColRows()) * float64(s.ColCols())
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				Conv2d(y, x, w, bias, s, work)
+			}
+			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
