@@ -1,9 +1,12 @@
 package unet
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
+	"path"
 	"path/filepath"
 
 	"gorgonia.org/tensor"
@@ -156,31 +159,60 @@ func New(c *Config) (*Model, error) {
 
 // Load reads config.json and diffusion_pytorch_model.safetensors from dir.
 func Load(dir string) (*Model, error) {
-	c, err := LoadConfig(filepath.Join(dir, ConfigFile))
+	return LoadFS(os.DirFS(dir), ".", dir)
+}
+
+// LoadFS loads a model folder from a file system (such as an embedded
+// one). label names the folder in error messages.
+func LoadFS(fsys fs.FS, dir, label string) (*Model, error) {
+	cfgPath := path.Join(dir, ConfigFile)
+	b, err := fs.ReadFile(fsys, cfgPath)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("unet: %w", pathErr(err, label, ConfigFile))
+	}
+	c, err := ParseConfig(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(label, ConfigFile), err)
 	}
 	m, err := New(c)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ConfigFile), err)
+		return nil, fmt.Errorf("%s: %w", filepath.Join(label, ConfigFile), err)
 	}
-	if err := m.LoadWeights(filepath.Join(dir, WeightsFile)); err != nil {
+	w, err := fs.ReadFile(fsys, path.Join(dir, WeightsFile))
+	if err != nil {
+		return nil, fmt.Errorf("unet: %w", pathErr(err, label, WeightsFile))
+	}
+	if err := m.loadBytes(w, filepath.Join(label, WeightsFile)); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
+// pathErr restates a file system error with the user's path.
+func pathErr(err error, label, name string) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", filepath.Join(label, name), pe.Err)
+	}
+	return err
+}
+
 // LoadWeights fills the parameters from a safetensors file.
 func (m *Model) LoadWeights(path string) error {
-	if _, err := os.Stat(path); err != nil {
-		return err
-	}
-	f, err := safetensors.ReadFile(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
+	return m.loadBytes(b, path)
+}
+
+func (m *Model) loadBytes(b []byte, label string) error {
+	f, err := safetensors.Parse(b)
+	if err != nil {
+		return fmt.Errorf("%s: %w", label, err)
+	}
 	if err := m.Params.Load(f); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return fmt.Errorf("%s: %w", label, err)
 	}
 	return nil
 }

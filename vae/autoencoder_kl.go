@@ -1,8 +1,12 @@
 package vae
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"math"
+	"os"
+	"path"
 	"path/filepath"
 
 	"gorgonia.org/tensor"
@@ -52,27 +56,59 @@ func NewAutoencoderKL(c *Config) (*AutoencoderKL, error) {
 
 // LoadAutoencoderKL reads config.json and the weights from a model folder.
 func LoadAutoencoderKL(dir string) (*AutoencoderKL, error) {
-	c, err := LoadConfig(filepath.Join(dir, ConfigFile), ClassKL)
+	return LoadAutoencoderKLFS(os.DirFS(dir), ".", dir)
+}
+
+// LoadAutoencoderKLFS loads a model folder from a file system; label names
+// the folder in error messages.
+func LoadAutoencoderKLFS(fsys fs.FS, dir, label string) (*AutoencoderKL, error) {
+	c, w, err := readFolder(fsys, dir, label, ClassKL)
 	if err != nil {
 		return nil, err
 	}
 	v, err := NewAutoencoderKL(c)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ConfigFile), err)
+		return nil, fmt.Errorf("%s: %w", filepath.Join(label, ConfigFile), err)
 	}
-	if err := loadWeights(v.Params, filepath.Join(dir, WeightsFile)); err != nil {
+	if err := loadWeights(v.Params, w, filepath.Join(label, WeightsFile)); err != nil {
 		return nil, err
 	}
 	return v, nil
 }
 
-func loadWeights(ps *nn.Params, path string) error {
-	f, err := safetensors.ReadFile(path)
+// readFolder reads and parses config.json and reads the weights file.
+func readFolder(fsys fs.FS, dir, label, class string) (*Config, []byte, error) {
+	b, err := fs.ReadFile(fsys, path.Join(dir, ConfigFile))
 	if err != nil {
-		return err
+		return nil, nil, fmt.Errorf("vae: %w", pathErr(err, label, ConfigFile))
+	}
+	c, err := ParseConfig(b, class)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", filepath.Join(label, ConfigFile), err)
+	}
+	w, err := fs.ReadFile(fsys, path.Join(dir, WeightsFile))
+	if err != nil {
+		return nil, nil, fmt.Errorf("vae: %w", pathErr(err, label, WeightsFile))
+	}
+	return c, w, nil
+}
+
+// pathErr restates a file system error with the user's path.
+func pathErr(err error, label, name string) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", filepath.Join(label, name), pe.Err)
+	}
+	return err
+}
+
+func loadWeights(ps *nn.Params, data []byte, label string) error {
+	f, err := safetensors.Parse(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", label, err)
 	}
 	if err := ps.Load(f); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return fmt.Errorf("%s: %w", label, err)
 	}
 	return nil
 }

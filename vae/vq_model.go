@@ -2,7 +2,9 @@ package vae
 
 import (
 	"fmt"
+	"io/fs"
 	"math"
+	"os"
 	"path/filepath"
 
 	"github.com/ldm-go/ldm/nn"
@@ -44,15 +46,21 @@ func NewVQModel(c *Config) (*VQModel, error) {
 
 // LoadVQModel reads config.json and the weights from a model folder.
 func LoadVQModel(dir string) (*VQModel, error) {
-	c, err := LoadConfig(filepath.Join(dir, ConfigFile), ClassVQ)
+	return LoadVQModelFS(os.DirFS(dir), ".", dir)
+}
+
+// LoadVQModelFS loads a model folder from a file system; label names the
+// folder in error messages.
+func LoadVQModelFS(fsys fs.FS, dir, label string) (*VQModel, error) {
+	c, w, err := readFolder(fsys, dir, label, ClassVQ)
 	if err != nil {
 		return nil, err
 	}
 	v, err := NewVQModel(c)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, ConfigFile), err)
+		return nil, fmt.Errorf("%s: %w", filepath.Join(label, ConfigFile), err)
 	}
-	if err := loadWeights(v.Params, filepath.Join(dir, WeightsFile)); err != nil {
+	if err := loadWeights(v.Params, w, filepath.Join(label, WeightsFile)); err != nil {
 		return nil, err
 	}
 	return v, nil
