@@ -83,7 +83,9 @@ var classKeys = map[string][]string{}
 var commonKeys = []string{"num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas", "prediction_type", "timestep_spacing", "steps_offset"}
 
 func init() {
-	add := func(class string, keys ...string) { classKeys[class] = append(append([]string{}, commonKeys...), keys...) }
+	add := func(class string, keys ...string) {
+		classKeys[class] = append(append([]string{}, commonKeys...), keys...)
+	}
 	add("DDPMScheduler", "variance_type", "clip_sample", "thresholding", "dynamic_thresholding_ratio", "clip_sample_range", "sample_max_value", "rescale_betas_zero_snr")
 	add("DDIMScheduler", "clip_sample", "set_alpha_to_one", "thresholding", "dynamic_thresholding_ratio", "clip_sample_range", "sample_max_value", "rescale_betas_zero_snr")
 	add("PNDMScheduler", "skip_prk_steps", "set_alpha_to_one")
