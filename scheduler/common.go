@@ -367,8 +367,8 @@ var (
 	errNoNoise     = fmt.Errorf("scheduler: this step draws noise but no Noise was passed")
 )
 
-// data32 is the backing of a tensor made by buffer.
-func data32(t *tensor.Dense) []float32 { return t.Data().([]float32) }
+// denseData is the backing of a tensor made by buffer.
+func denseData(t *tensor.Dense) []float32 { return t.Data().([]float32) }
 
 // copyInput is the ScaleModelInput of methods that do not scale.
 func copyInput(dst, sample *tensor.Dense) error {

@@ -109,8 +109,8 @@ func (s *DDIM) Step(modelOutput *tensor.Dense, t float64, sample *tensor.Dense, 
 	sa, sb := sqrt32(at), sqrt32(bt)
 
 	shape := sample.Shape()
-	prev := data32(buffer(&s.prev, shape))
-	x0 := data32(buffer(&s.x0, shape))
+	prev := denseData(buffer(&s.prev, shape))
+	x0 := denseData(buffer(&s.x0, shape))
 	if cap(s.eps) < len(x) {
 		s.eps = make([]float32, len(x))
 	}

@@ -137,8 +137,8 @@ func (s *DDPM) Step(modelOutput *tensor.Dense, t float64, sample *tensor.Dense, 
 	curAlpha := at / ap
 	curBeta := 1 - curAlpha
 
-	prev := data32(buffer(&s.prev, ss))
-	x0 := data32(buffer(&s.x0, ss))
+	prev := denseData(buffer(&s.prev, ss))
+	x0 := denseData(buffer(&s.x0, ss))
 	predictX0Alpha(x0, mo, x, s.cfg.PredictionType, at)
 	postprocessX0(s.cfg, &s.th, x0, ss[0])
 
@@ -165,7 +165,7 @@ func (s *DDPM) Step(modelOutput *tensor.Dense, t float64, sample *tensor.Dense, 
 		case "fixed_small":
 			addScaled(prev, z, sqrt32(v))
 		case "fixed_small_log":
-			addScaled(prev, z, exp32(0.5*log32(v)))
+			addScaled(prev, z, expf32(0.5*logf32(v)))
 		case "fixed_large":
 			addScaled(prev, z, sqrt32(curBeta))
 		case "learned":
@@ -173,11 +173,11 @@ func (s *DDPM) Step(modelOutput *tensor.Dense, t float64, sample *tensor.Dense, 
 				prev[i] += float32(sqrt32(predVar[i]) * z[i])
 			}
 		case "learned_range":
-			minLog, maxLog := log32(v), log32(curBeta)
+			minLog, maxLog := logf32(v), logf32(curBeta)
 			for i := range prev {
 				frac := (predVar[i] + 1) / 2
 				lv := float32(frac*maxLog) + float32((1-frac)*minLog)
-				prev[i] += float32(exp32(0.5*lv) * z[i])
+				prev[i] += float32(expf32(0.5*lv) * z[i])
 			}
 		}
 	}
@@ -190,5 +190,5 @@ func addScaled(dst, z []float32, std float32) {
 	}
 }
 
-func log32(x float32) float32 { return float32(math.Log(float64(x))) }
-func exp32(x float32) float32 { return float32(math.Exp(float64(x))) }
+func logf32(x float32) float32 { return float32(math.Log(float64(x))) }
+func expf32(x float32) float32 { return float32(math.Exp(float64(x))) }

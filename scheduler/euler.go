@@ -41,10 +41,10 @@ func (s *Euler) SetTimesteps(n int) error {
 		// torch.linspace(log(sigma_last), log(sigma_first), n+1).exp() in
 		// float32, over the training table's ends.
 		ls := make([]float32, n+1)
-		torchLinspace32(ls, float64(log32(s.train[len(s.train)-1])), float64(log32(s.train[0])))
+		torchLinspace32(ls, float64(logf32(s.train[len(s.train)-1])), float64(logf32(s.train[0])))
 		sig = make([]float64, n+1)
 		for i, v := range ls {
-			sig[i] = float64(exp32(v))
+			sig[i] = float64(expf32(v))
 		}
 	} else {
 		sig = s.interpolated(ts)
@@ -66,7 +66,7 @@ func (s *Euler) SetTimesteps(n int) error {
 	s.sigmas = append(s.sigmas, last)
 	if s.cfg.TimestepType == "continuous" && s.cfg.PredictionType == "v_prediction" {
 		for i := range ts {
-			ts[i] = float64(0.25 * log32(s.sigmas[i]))
+			ts[i] = float64(0.25 * logf32(s.sigmas[i]))
 		}
 	}
 	s.timesteps = ts

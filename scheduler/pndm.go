@@ -186,7 +186,7 @@ func (s *PNDM) Step(modelOutput *tensor.Dense, t float64, sample *tensor.Dense, 
 	if err != nil {
 		return nil, err
 	}
-	prev := data32(buffer(&s.prev, sample.Shape()))
+	prev := denseData(buffer(&s.prev, sample.Shape()))
 	if s.counter < len(s.prk) && !s.cfg.SkipPRKSteps {
 		s.stepPRK(prev, mo, x, int(t))
 	} else {

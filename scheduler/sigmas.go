@@ -97,7 +97,7 @@ func sigmaToT(sigma float64, logSigmas []float32) float64 {
 func logTable(train []float32) []float32 {
 	out := make([]float32, len(train))
 	for i, s := range train {
-		out[i] = log32(s)
+		out[i] = logf32(s)
 	}
 	return out
 }
@@ -290,5 +290,5 @@ func (s *sigmaBase) AddNoise(dst, original, noise *tensor.Dense, timesteps []flo
 
 // outputs returns the reused output buffers for a sample shape.
 func (s *sigmaBase) outputs(shape tensor.Shape) (prev, x0 []float32) {
-	return data32(buffer(&s.prev, shape)), data32(buffer(&s.x0, shape))
+	return denseData(buffer(&s.prev, shape)), denseData(buffer(&s.x0, shape))
 }
