@@ -45,6 +45,13 @@ type Scheduler interface {
 	// AddNoise is forward diffusion: dst = x_t for clean samples x0 with the
 	// given noise, timesteps[i] applying to batch element i.
 	AddNoise(dst, original, noise *tensor.Dense, timesteps []float64) error
+	// GetVelocity writes the v-prediction training target to dst:
+	// sqrt(alphas_cumprod[t])*noise - sqrt(1-alphas_cumprod[t])*sample,
+	// timesteps[i] (integer training timesteps) applying to batch element i.
+	GetVelocity(dst, sample, noise *tensor.Dense, timesteps []float64) error
+	// AlphasCumprod is the float32 table of cumulative alphas indexed by
+	// training timestep. It belongs to the scheduler: do not modify it.
+	AlphasCumprod() []float32
 	// Config is the configuration the scheduler was built from.
 	Config() *Config
 }

@@ -3,8 +3,6 @@ package parity
 import (
 	"testing"
 
-	"gorgonia.org/tensor"
-
 	"github.com/ldm-go/ldm/internal/golden"
 	"github.com/ldm-go/ldm/nn"
 	"github.com/ldm-go/ldm/unet"
@@ -15,10 +13,6 @@ func init() {
 	runners["unet_forward"] = runUNetForward
 	runners["vae_forward"] = runVAEForward
 	runners["vq_forward"] = runVQForward
-}
-
-func dense(a golden.Array) *tensor.Dense {
-	return tensor.New(tensor.WithShape(a.Shape...), tensor.WithBacking(append([]float32(nil), a.Data...)))
 }
 
 func ints(a golden.Array) []int {
