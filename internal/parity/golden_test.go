@@ -17,7 +17,6 @@ var runners = map[string]func(t *testing.T, c *golden.Case){}
 var pending = map[string]string{
 	"scheduler_loop":      "schedulers (issue 3)",
 	"scheduler_add_noise": "schedulers (issue 3)",
-	"ldm_e2e":             "pipeline (issue 4)",
 	"unet_grad":           "training (issue 5)",
 	"vae_grad":            "training (issue 5)",
 }
