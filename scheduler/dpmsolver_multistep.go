@@ -183,11 +183,11 @@ func (s *DPMSolverMultistep) Step(modelOutput *tensor.Dense, t float64, sample *
 	}
 	s.hist.stepIndex++
 	s.hist.taken++
-	res := &StepOutput{PrevSample: out}
+	s.hist.res = StepOutput{PrevSample: out}
 	if isPlusPlus(c.AlgorithmType) {
-		res.PredOriginalSample = s.hist.tensors[len(s.hist.tensors)-1]
+		s.hist.res.PredOriginalSample = s.hist.tensors[len(s.hist.tensors)-1]
 	}
-	return res, nil
+	return &s.hist.res, nil
 }
 
 // convert turns the model output into what the algorithm integrates: x0
@@ -554,6 +554,8 @@ type history struct {
 	outIdx int
 	tmp    []float32
 	sorted []float32
+	// res is what Step returns, held here so that steps do not allocate.
+	res StepOutput
 }
 
 func (h *history) reset(slots int) {
@@ -570,14 +572,14 @@ func (h *history) begin(q *sigmaSchedule, class string, modelOutput *tensor.Dens
 	if !q.ready {
 		return nil, nil, fmt.Errorf("%s.Step: SetTimesteps must be called before Step", class)
 	}
-	if err := checkShapes([]string{"sample", "model output"}, sample, modelOutput); err != nil {
+	if mo, err = floats("model output", modelOutput); err != nil {
 		return nil, nil, fmt.Errorf("%s.Step: %w", class, err)
 	}
-	if mo, err = f32("model output", modelOutput); err != nil {
+	if x, err = floats("sample", sample); err != nil {
 		return nil, nil, fmt.Errorf("%s.Step: %w", class, err)
 	}
-	if x, err = f32("sample", sample); err != nil {
-		return nil, nil, fmt.Errorf("%s.Step: %w", class, err)
+	if !sameShape(sample.Shape(), modelOutput.Shape()) {
+		return nil, nil, fmt.Errorf("%s.Step: model output has shape %v but sample has shape %v; they must match", class, modelOutput.Shape(), sample.Shape())
 	}
 	if len(sample.Shape()) < 2 {
 		return nil, nil, fmt.Errorf("%s.Step: expected a batch of samples [batch, channels, ...], found shape %v", class, sample.Shape())
@@ -689,7 +691,28 @@ func log32(x float32) float32   { return float32(math.Log(float64(x))) }
 func exp32(x float32) float32   { return float32(math.Exp(float64(x))) }
 func expm132(x float32) float32 { return float32(math.Expm1(float64(x))) }
 
-func data32(d *tensor.Dense) []float32 { return d.Data().([]float32) }
+// data32 is the float32 backing of a tensor the scheduler made. It reads it
+// through Float32s, which unlike Data does not allocate.
+func data32(d *tensor.Dense) []float32 { return d.Float32s() }
+
+// floats is f32 without allocating: the checked float32 backing of an
+// argument tensor.
+func floats(name string, d *tensor.Dense) ([]float32, error) {
+	if d == nil {
+		return nil, fmt.Errorf("scheduler: %s: tensor is nil", name)
+	}
+	if d.Dtype() != tensor.Float32 {
+		return nil, fmt.Errorf("scheduler: %s: expected a float32 tensor, found %v", name, d.Dtype())
+	}
+	if d.IsView() || d.RequiresIterator() {
+		return nil, fmt.Errorf("scheduler: %s: expected a contiguous tensor, found a view", name)
+	}
+	v := d.Float32s()
+	if len(v) != d.Shape().TotalSize() {
+		return nil, fmt.Errorf("scheduler: %s: tensor of shape %v has no contiguous float32 data", name, d.Shape())
+	}
+	return v, nil
+}
 
 func copyDense(dst, src *tensor.Dense) error {
 	if dst == nil || src == nil {

@@ -53,6 +53,11 @@ func NewUniPCMultistep(c *Config) (*UniPCMultistep, error) {
 		// (infinite log-SNR), which gives diffusers non-finite samples.
 		return nil, fmt.Errorf("scheduler config: lower_order_final: false is not supported with final_sigmas_type \"zero\" and solver_order %d (the final step would be non-finite); set lower_order_final to true or final_sigmas_type to \"sigma_min\"", cfg.SolverOrder)
 	}
+	if cfg.FinalSigmasType == "zero" && !cfg.PredictX0 {
+		// The noise-prediction update multiplies sigma_t = 0 by e^h - 1 =
+		// infinity at the last step: diffusers returns NaN there.
+		return nil, fmt.Errorf("scheduler config: predict_x0: false is not supported with final_sigmas_type \"zero\" (the final step would be NaN); set final_sigmas_type to \"sigma_min\"")
+	}
 	s := &UniPCMultistep{base: b, disabled: map[int]bool{}}
 	for _, d := range cfg.DisableCorrector {
 		s.disabled[d] = true
@@ -177,11 +182,11 @@ func (s *UniPCMultistep) Step(modelOutput *tensor.Dense, t float64, sample *tens
 	}
 	s.hist.stepIndex++
 	s.hist.taken++
-	res := &StepOutput{PrevSample: out}
+	s.hist.res = StepOutput{PrevSample: out}
 	if c.PredictX0 {
-		res.PredOriginalSample = s.hist.tensors[len(s.hist.tensors)-1]
+		s.hist.res.PredOriginalSample = s.hist.tensors[len(s.hist.tensors)-1]
 	}
-	return res, nil
+	return &s.hist.res, nil
 }
 
 // bhCoefficients forms UniPC's linear system R rho = b for an update of
