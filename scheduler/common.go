@@ -361,3 +361,64 @@ func indexOf(ts []float64, t float64) (int, error) {
 	}
 	return 0, fmt.Errorf("scheduler: timestep %v is not in the schedule (set by SetTimesteps: %v)", t, ts)
 }
+
+var (
+	errNoTimesteps = fmt.Errorf("scheduler: Step called before SetTimesteps")
+	errNoNoise     = fmt.Errorf("scheduler: this step draws noise but no Noise was passed")
+)
+
+// denseData is the backing of a tensor made by buffer.
+func denseData(t *tensor.Dense) []float32 { return t.Data().([]float32) }
+
+// copyInput is the ScaleModelInput of methods that do not scale.
+func copyInput(dst, sample *tensor.Dense) error {
+	if err := checkShapes([]string{"sample", "dst"}, sample, dst); err != nil {
+		return err
+	}
+	x, err := f32("sample", sample)
+	if err != nil {
+		return err
+	}
+	d, err := f32("dst", dst)
+	if err != nil {
+		return err
+	}
+	copy(d, x)
+	return nil
+}
+
+// scaleInput writes dst = sample / sqrt(sigma^2 + 1) in float32, the
+// ScaleModelInput of the sigma-based methods.
+func scaleInput(dst, sample *tensor.Dense, sigma float32) error {
+	if err := checkShapes([]string{"sample", "dst"}, sample, dst); err != nil {
+		return err
+	}
+	x, err := f32("sample", sample)
+	if err != nil {
+		return err
+	}
+	d, err := f32("dst", dst)
+	if err != nil {
+		return err
+	}
+	den := sqrt32(float32(sigma*sigma) + 1)
+	for i, v := range x {
+		d[i] = v / den
+	}
+	return nil
+}
+
+// stepArgs validates the tensors of a Step whose model output has the
+// sample's shape and returns their data.
+func stepArgs(modelOutput, sample *tensor.Dense) (mo, x []float32, err error) {
+	if err := checkShapes([]string{"sample", "model output"}, sample, modelOutput); err != nil {
+		return nil, nil, err
+	}
+	if mo, err = f32("model output", modelOutput); err != nil {
+		return nil, nil, err
+	}
+	if x, err = f32("sample", sample); err != nil {
+		return nil, nil, err
+	}
+	return mo, x, nil
+}
