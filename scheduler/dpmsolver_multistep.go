@@ -417,20 +417,15 @@ func (q *sigmaSchedule) atTimesteps(ts []float64) []float64 {
 }
 
 // karras is the noise schedule of Karras et al. (2022) between the table's
-// smallest and largest sigma (rho = 7, in float64), with each timestep the
-// rounded interpolated position of its sigma in the table.
+// smallest and largest sigma, with each timestep the rounded interpolated
+// position of its sigma in the table. (Neither multistep class has
+// sigma_min or sigma_max keys.)
 func (q *sigmaSchedule) karras(n int) ([]float64, []float64) {
-	sigmaMin := float64(q.trainSigmas[0])
-	sigmaMax := float64(q.trainSigmas[len(q.trainSigmas)-1])
-	const rho = 7.0
-	ramp := npLinspace(0, 1, n)
-	minInv := math.Pow(sigmaMin, 1/rho)
-	maxInv := math.Pow(sigmaMax, 1/rho)
-	sig := make([]float64, n)
+	ends := []float64{float64(q.trainSigmas[len(q.trainSigmas)-1]), float64(q.trainSigmas[0])}
+	sig := karrasSigmas(ends, n, nil, nil)
 	ts := make([]float64, n)
-	for i, r := range ramp {
-		sig[i] = math.Pow(maxInv+float64(r*(minInv-maxInv)), rho)
-		ts[i] = math.RoundToEven(q.sigmaToT(sig[i]))
+	for i, v := range sig {
+		ts[i] = math.RoundToEven(sigmaToT(v, q.logSigmas))
 	}
 	return sig, ts
 }
@@ -446,28 +441,9 @@ func (q *sigmaSchedule) lu(n int) ([]float64, []float64) {
 	ts := make([]float64, n)
 	for i, r := range ramp {
 		sig[i] = math.Exp(lmax + float64(r*(lmin-lmax)))
-		ts[i] = math.RoundToEven(q.sigmaToT(sig[i]))
+		ts[i] = math.RoundToEven(sigmaToT(sig[i], q.logSigmas))
 	}
 	return sig, ts
-}
-
-// sigmaToT is diffusers' _sigma_to_t: the fractional training timestep at
-// which the log sigma table (ascending) takes the value log(sigma).
-func (q *sigmaSchedule) sigmaToT(sigma float64) float64 {
-	ls := q.logSigmas
-	logSigma := math.Log(math.Max(sigma, 1e-10))
-	low := 0
-	for i, v := range ls {
-		if logSigma-float64(v) >= 0 {
-			low = i
-		}
-	}
-	low = min(low, len(ls)-2)
-	high := low + 1
-	lo, hi := float64(ls[low]), float64(ls[high])
-	w := (lo - logSigma) / (lo - hi)
-	w = math.Max(0, math.Min(1, w))
-	return float64((1-w)*float64(low)) + float64(w*float64(high))
 }
 
 // set installs a schedule: sigmas of the timesteps plus the final one,
