@@ -20,10 +20,7 @@ func init() {
 
 // notYetMerged lists classes implemented on another branch
 // (implemented on branch sched-multistep); the lead removes it on merge.
-var notYetMerged = map[string]bool{
-	"DPMSolverMultistepScheduler": true,
-	"UniPCMultistepScheduler":     true,
-}
+var notYetMerged = map[string]bool{}
 
 func caseScheduler(t *testing.T, c *golden.Case) scheduler.Scheduler {
 	t.Helper()
