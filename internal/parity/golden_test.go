@@ -15,8 +15,6 @@ var runners = map[string]func(t *testing.T, c *golden.Case){}
 // pending lists kinds whose implementation belongs to an open issue. They are
 // reported as skipped, never as passed; any other unknown kind fails.
 var pending = map[string]string{
-	"scheduler_loop":      "schedulers (issue 3)",
-	"scheduler_add_noise": "schedulers (issue 3)",
 	"unet_grad":           "training (issue 5)",
 	"vae_grad":            "training (issue 5)",
 }

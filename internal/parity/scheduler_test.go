@@ -18,10 +18,6 @@ func init() {
 	delete(pending, "scheduler_add_noise")
 }
 
-// notYetMerged lists classes implemented on another branch
-// (implemented on branch sched-multistep); the lead removes it on merge.
-var notYetMerged = map[string]bool{}
-
 func caseScheduler(t *testing.T, c *golden.Case) scheduler.Scheduler {
 	t.Helper()
 	cfg, err := scheduler.LoadConfig(filepath.Join(c.Dir, "config.json"))
@@ -30,9 +26,6 @@ func caseScheduler(t *testing.T, c *golden.Case) scheduler.Scheduler {
 	}
 	if want, _ := c.Meta["scheduler_class"].(string); want != "" && want != cfg.ClassName {
 		t.Fatalf("case.json says %s but config.json has _class_name %s", want, cfg.ClassName)
-	}
-	if !scheduler.Registered(cfg.ClassName) && notYetMerged[cfg.ClassName] {
-		t.Skipf("class %s not registered (implemented on branch sched-multistep)", cfg.ClassName)
 	}
 	s, err := scheduler.New(cfg)
 	if err != nil {
