@@ -15,8 +15,8 @@ var runners = map[string]func(t *testing.T, c *golden.Case){}
 // pending lists kinds whose implementation belongs to an open issue. They are
 // reported as skipped, never as passed; any other unknown kind fails.
 var pending = map[string]string{
-	"unet_grad":           "training (issue 5)",
-	"vae_grad":            "training (issue 5)",
+	"unet_grad": "training (issue 5)",
+	"vae_grad":  "training (issue 5)",
 }
 
 func goldenRoots() []string {
