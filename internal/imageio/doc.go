@@ -13,7 +13,10 @@
 // that an image whose dimensions exceed a pixel limit is refused before its
 // pixels are allocated. RGB is reduced to grayscale with Pillow's fixed-point
 // ITU-R 601 luma (the "L" conversion), and alpha is dropped without
-// compositing, as Pillow's convert does.
+// compositing, as Pillow's convert does. Two known departures from
+// Pillow: 16-bit PNGs are scaled to 8 bits (v>>8) where Pillow's "I;16" to
+// "L" conversion clips, and JPEG chroma is upsampled by Go's decoder, which
+// can differ from libjpeg's smoothing by a few levels in colour images.
 //
 // Resizing uses Pillow's BILINEAR resampling (a triangle filter whose support
 // widens with the scale factor when shrinking, so downsampling averages
