@@ -44,8 +44,9 @@ const (
 	TrainCount = 60000
 	TestCount  = 10000
 
-	imageMagic = 0x00000803
-	labelMagic = 0x00000801
+	// ImageMagic and LabelMagic open IDX image and label files (ReadIDX).
+	ImageMagic = 0x00000803
+	LabelMagic = 0x00000801
 	// maxCount bounds the image count a header may claim, so a corrupt
 	// header cannot ask for gigabytes.
 	maxCount = 1 << 20
@@ -233,11 +234,11 @@ func LoadDir(dir string, split Split) (*Set, error) {
 		return nil, fmt.Errorf("mnist: unknown split %q (want %q or %q)", split, Train, Test)
 	}
 	imgName, lblName := fileNames(split)
-	pixels, n, err := readFile(dir, imgName, imageMagic)
+	pixels, n, err := readFile(dir, imgName, ImageMagic)
 	if err != nil {
 		return nil, err
 	}
-	labels, m, err := readFile(dir, lblName, labelMagic)
+	labels, m, err := readFile(dir, lblName, LabelMagic)
 	if err != nil {
 		return nil, err
 	}
@@ -297,7 +298,7 @@ func ReadIDX(r io.Reader, magic uint32) ([]uint8, int, error) {
 		return nil, 0, fmt.Errorf("header claims %d items, over the limit of %d", n, maxCount)
 	}
 	item := 1
-	if magic == imageMagic {
+	if magic == ImageMagic {
 		var dims [8]byte
 		if _, err := io.ReadFull(br, dims[:]); err != nil {
 			return nil, 0, fmt.Errorf("header truncated: %w", err)

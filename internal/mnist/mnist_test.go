@@ -173,8 +173,8 @@ func gz(data []byte) []byte {
 func TestCorruptFiles(t *testing.T) {
 	img2 := make([]byte, 2*Side*Side)
 	img2[5] = 255
-	goodImg := idx(imageMagic, []uint32{2, Side, Side}, img2)
-	goodLbl := idx(labelMagic, []uint32{2}, []byte{3, 9})
+	goodImg := idx(ImageMagic, []uint32{2, Side, Side}, img2)
+	goodLbl := idx(LabelMagic, []uint32{2}, []byte{3, 9})
 	write := func(imgs, lbls []byte) string {
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, "t10k-images-idx3-ubyte.gz"), imgs, 0o644)
@@ -189,14 +189,14 @@ func TestCorruptFiles(t *testing.T) {
 	cases := map[string][2][]byte{
 		"bad image magic":  {gz(idx(0x804, []uint32{2, Side, Side}, img2)), goodLbl},
 		"labels as images": {gz(goodLbl), goodLbl},
-		"wrong size":       {gz(idx(imageMagic, []uint32{2, 27, 29}, img2)), goodLbl},
+		"wrong size":       {gz(idx(ImageMagic, []uint32{2, 27, 29}, img2)), goodLbl},
 		"truncated data":   {gz(goodImg[:len(goodImg)-1]), goodLbl},
 		"trailing data":    {gz(append(goodImg, 0)), goodLbl},
-		"huge count":       {gz(idx(imageMagic, []uint32{1 << 30, Side, Side}, img2)), goodLbl},
+		"huge count":       {gz(idx(ImageMagic, []uint32{1 << 30, Side, Side}, img2)), goodLbl},
 		"short header":     {gz(goodImg[:10]), goodLbl},
 		"broken gzip":      {gz(goodImg)[:30], goodLbl},
-		"count mismatch":   {gz(goodImg), idx(labelMagic, []uint32{1}, []byte{3})},
-		"label not digit":  {gz(goodImg), idx(labelMagic, []uint32{2}, []byte{3, 10})},
+		"count mismatch":   {gz(goodImg), idx(LabelMagic, []uint32{1}, []byte{3})},
+		"label not digit":  {gz(goodImg), idx(LabelMagic, []uint32{2}, []byte{3, 10})},
 		"empty":            {nil, goodLbl},
 	}
 	for name, c := range cases {
