@@ -467,6 +467,12 @@ func (c *Config) Convert(className string) (*Config, error) {
 			dst.Field(i).Set(src.Field(i))
 		}
 	}
+	if className == "DPMSolverMultistepScheduler" && d.VarianceType != "learned" && d.VarianceType != "learned_range" {
+		// DDPM's variance types ("fixed_small", ...) carry over in
+		// diffusers too, where DPM-Solver treats every value but the
+		// learned ones as None; say None.
+		d.VarianceType = ""
+	}
 	if err := d.Validate(); err != nil {
 		return nil, fmt.Errorf("converting %s to %s: %w", c.ClassName, className, err)
 	}

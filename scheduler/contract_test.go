@@ -27,8 +27,8 @@ func contractConfigs(t *testing.T) []*Config {
 		`{"_class_name":"EulerAncestralDiscreteScheduler","rescale_betas_zero_snr":true}`,
 		`{"_class_name":"HeunDiscreteScheduler","use_karras_sigmas":true,"clip_sample":true}`,
 		`{"_class_name":"LMSDiscreteScheduler","use_karras_sigmas":true,"timestep_spacing":"leading","steps_offset":1}`,
-		`{"_class_name":"DPMSolverMultistepScheduler"}`,
-		`{"_class_name":"DPMSolverMultistepScheduler","algorithm_type":"sde-dpmsolver++","solver_order":3}`,
+		`{"_class_name":"DPMSolverMultistepScheduler","solver_order":3}`,
+		`{"_class_name":"DPMSolverMultistepScheduler","algorithm_type":"sde-dpmsolver++","use_karras_sigmas":true}`,
 		`{"_class_name":"UniPCMultistepScheduler"}`,
 	} {
 		c, err := ParseConfig([]byte(js))
