@@ -3,7 +3,7 @@ package scheduler
 import (
 	"fmt"
 	"math"
-	"sort"
+	"slices"
 
 	"gorgonia.org/tensor"
 )
@@ -20,8 +20,9 @@ func f32(name string, t *tensor.Dense) ([]float32, error) {
 	if t.IsView() || t.RequiresIterator() {
 		return nil, fmt.Errorf("scheduler: %s: expected a contiguous tensor, found a view", name)
 	}
-	d, ok := t.Data().([]float32)
-	if !ok || len(d) != t.Shape().TotalSize() {
+	// Float32s reads the backing without the allocation Data() makes.
+	d := t.Float32s()
+	if len(d) != t.Shape().TotalSize() {
 		return nil, fmt.Errorf("scheduler: %s: tensor of shape %v has no contiguous float32 data", name, t.Shape())
 	}
 	return d, nil
@@ -119,7 +120,7 @@ func (th *thresholder) apply(x []float32, batch int, ratio, maxValue float64) {
 		for i, v := range row {
 			sorted[i] = float32(math.Abs(float64(v)))
 		}
-		sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+		slices.Sort(sorted)
 		s := quantileSorted32(sorted, float32(ratio))
 		if s < 1 {
 			s = 1
@@ -171,6 +172,14 @@ func postprocessX0(c *Config, th *thresholder, x0 []float32, batch int) {
 type base struct {
 	cfg *Config
 	tables
+	// out is returned by every Step, so that steps do not allocate.
+	out StepOutput
+}
+
+// output fills and returns the scheduler's StepOutput.
+func (b *base) output(prev, x0 *tensor.Dense) *StepOutput {
+	b.out = StepOutput{PrevSample: prev, PredOriginalSample: x0}
+	return &b.out
 }
 
 func newBase(c *Config, class string) (base, error) {
@@ -368,7 +377,7 @@ var (
 )
 
 // denseData is the backing of a tensor made by buffer.
-func denseData(t *tensor.Dense) []float32 { return t.Data().([]float32) }
+func denseData(t *tensor.Dense) []float32 { return t.Float32s() }
 
 // copyInput is the ScaleModelInput of methods that do not scale.
 func copyInput(dst, sample *tensor.Dense) error {

@@ -70,11 +70,6 @@ type Config struct {
 	UseLuLambdas     bool    `json:"use_lu_lambdas"`
 	PredictX0        bool    `json:"predict_x0"`
 	DisableCorrector []int   `json:"disable_corrector"`
-
-	// present records the keys the configuration file set (or, for a
-	// DefaultConfig, every key of its class), which is what diffusers'
-	// from_config carries over to another class.
-	present map[string]bool
 }
 
 // classKeys lists the __init__ keys of each diffusers v0.31 class we support.
@@ -122,7 +117,7 @@ func (c *Config) HasKey(key string) bool {
 // sigma-based schedulers space timesteps by "linspace", Heun's betas start
 // at 0.00085, ...).
 func DefaultConfig(className string) (*Config, error) {
-	keys, ok := classKeys[className]
+	_, ok := classKeys[className]
 	if !ok {
 		return nil, fmt.Errorf("scheduler config: _class_name %q is not a supported scheduler class (supported: %s)", className, strings.Join(ClassNames(), ", "))
 	}
@@ -144,7 +139,6 @@ func DefaultConfig(className string) (*Config, error) {
 		LowerOrderFinal:          true,
 		LambdaMinClipped:         math.Inf(-1),
 		PredictX0:                true,
-		present:                  map[string]bool{},
 	}
 	switch className {
 	case "DDPMScheduler":
@@ -165,9 +159,6 @@ func DefaultConfig(className string) (*Config, error) {
 		c.SolverType = "midpoint"
 	case "UniPCMultistepScheduler":
 		c.SolverType = "bh2"
-	}
-	for _, k := range keys {
-		c.present[k] = true
 	}
 	return c, nil
 }
@@ -207,14 +198,12 @@ func ParseConfig(data []byte) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.present = map[string]bool{}
 	fields := configFields()
 	for _, key := range classKeys[class] {
 		v, ok := raw[key]
 		if !ok {
 			continue
 		}
-		c.present[key] = true
 		if key == "solver_p" {
 			if s := strings.TrimSpace(string(v)); s != "null" {
 				return nil, fmt.Errorf("scheduler config: solver_p: only null is supported, found %s", s)
@@ -453,17 +442,15 @@ func (c *Config) clone() *Config {
 		v := *c.SigmaMax
 		d.SigmaMax = &v
 	}
-	d.present = map[string]bool{}
-	for k, v := range c.present {
-		d.present[k] = v
-	}
 	return &d
 }
 
-// Convert returns the configuration diffusers' TargetClass.from_config(c)
-// builds: the target class's defaults, overridden by every key c set that
-// the target class also accepts (the training betas, prediction type,
-// spacing and so on carry over; method-specific keys do not).
+// Convert returns the configuration diffusers' TargetClass.from_config(
+// scheduler.config) builds for a scheduler built from c: every key both
+// classes accept carries over (the training betas, prediction type,
+// spacing and so on, including values c took by default, since a diffusers
+// scheduler's config records all its keys); the other keys take the target
+// class's defaults.
 func (c *Config) Convert(className string) (*Config, error) {
 	d, err := DefaultConfig(className)
 	if err != nil {
@@ -473,12 +460,18 @@ func (c *Config) Convert(className string) (*Config, error) {
 	dst := reflect.ValueOf(d).Elem()
 	fields := configFields()
 	for _, k := range classKeys[className] {
-		if !c.present[k] {
+		if !c.HasKey(k) {
 			continue
 		}
 		if i, ok := fields[k]; ok {
 			dst.Field(i).Set(src.Field(i))
 		}
+	}
+	if className == "DPMSolverMultistepScheduler" && d.VarianceType != "learned" && d.VarianceType != "learned_range" {
+		// DDPM's variance types ("fixed_small", ...) carry over in
+		// diffusers too, where DPM-Solver treats every value but the
+		// learned ones as None; say None.
+		d.VarianceType = ""
 	}
 	if err := d.Validate(); err != nil {
 		return nil, fmt.Errorf("converting %s to %s: %w", c.ClassName, className, err)

@@ -154,5 +154,5 @@ func (s *DDIM) Step(modelOutput *tensor.Dense, t float64, sample *tensor.Dense, 
 		noise.FillNormal(z)
 		addScaled(prev, z, std)
 	}
-	return &StepOutput{PrevSample: s.prev, PredOriginalSample: s.x0}, nil
+	return s.output(s.prev, s.x0), nil
 }

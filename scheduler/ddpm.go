@@ -181,7 +181,7 @@ func (s *DDPM) Step(modelOutput *tensor.Dense, t float64, sample *tensor.Dense, 
 			}
 		}
 	}
-	return &StepOutput{PrevSample: s.prev, PredOriginalSample: s.x0}, nil
+	return s.output(s.prev, s.x0), nil
 }
 
 func addScaled(dst, z []float32, std float32) {

@@ -4,5 +4,26 @@
 // diffusers scheduler_config.json and matching diffusers step for step.
 //
 // Schedulers know nothing of models: Step takes the model's output as a
-// tensor. Randomness comes only from the Noise the caller passes.
+// tensor. Randomness comes only from the Noise the caller passes; *nn.RNG
+// is the project's generator (its algorithm is documented there), so a
+// seed gives the same bits on every platform and thread count.
+//
+// Typical use:
+//
+//	cfg, err := scheduler.LoadConfig("scheduler/scheduler_config.json")
+//	s, err := scheduler.New(cfg)               // or scheduler.FromName("euler_a", cfg)
+//	err = s.SetTimesteps(50)
+//	// sample = noise * s.InitNoiseSigma()
+//	for _, t := range s.Timesteps() {
+//		err = s.ScaleModelInput(in, sample, t)
+//		// out = model(in, t)
+//		o, err := s.Step(out, t, sample, rng)
+//		// copy o.PrevSample into sample (o's tensors belong to s)
+//	}
+//
+// Numerics: the training tables (betas, alphas_cumprod) are float32 and
+// reproduce torch's rounding bit for bit; per-step scalars are float32
+// where diffusers computes them as torch tensors and float64 where it uses
+// numpy or Python floats; element-wise products are rounded explicitly so
+// no platform fuses them.
 package scheduler

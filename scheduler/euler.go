@@ -93,5 +93,5 @@ func (s *Euler) Step(modelOutput *tensor.Dense, t float64, sample *tensor.Dense,
 		prev[k] = x[k] + float32(d*dt)
 	}
 	s.idx.i++
-	return &StepOutput{PrevSample: s.prev, PredOriginalSample: s.x0}, nil
+	return s.output(s.prev, s.x0), nil
 }

@@ -80,5 +80,5 @@ func (s *EulerAncestral) Step(modelOutput *tensor.Dense, t float64, sample *tens
 		prev[k] += float32(z[k] * up)
 	}
 	s.idx.i++
-	return &StepOutput{PrevSample: s.prev, PredOriginalSample: s.x0}, nil
+	return s.output(s.prev, s.x0), nil
 }

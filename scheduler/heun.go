@@ -112,5 +112,5 @@ func (s *Heun) Step(modelOutput *tensor.Dense, t float64, sample *tensor.Dense, 
 		s.firstOrder = true
 	}
 	s.idx.i++
-	return &StepOutput{PrevSample: s.prev, PredOriginalSample: s.x0}, nil
+	return s.output(s.prev, s.x0), nil
 }

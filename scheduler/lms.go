@@ -136,5 +136,5 @@ func (s *LMS) Step(modelOutput *tensor.Dense, t float64, sample *tensor.Dense, n
 		prev[k] = x[k] + acc
 	}
 	s.idx.i++
-	return &StepOutput{PrevSample: s.prev, PredOriginalSample: s.x0}, nil
+	return s.output(s.prev, s.x0), nil
 }

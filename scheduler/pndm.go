@@ -193,7 +193,7 @@ func (s *PNDM) Step(modelOutput *tensor.Dense, t float64, sample *tensor.Dense, 
 		s.stepPLMS(prev, mo, x, int(t))
 	}
 	s.counter++
-	return &StepOutput{PrevSample: s.prev}, nil
+	return s.output(s.prev, nil), nil
 }
 
 func (s *PNDM) stepPRK(prev, mo, x []float32, t int) {
