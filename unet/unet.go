@@ -11,6 +11,7 @@ import (
 
 	"gorgonia.org/tensor"
 
+	"github.com/ldm-go/ldm/internal/jsonconf"
 	"github.com/ldm-go/ldm/internal/kernel"
 	"github.com/ldm-go/ldm/internal/safetensors"
 	"github.com/ldm-go/ldm/nn"
@@ -415,3 +416,15 @@ func concatChannels(a, b *nn.Tensor) *nn.Tensor {
 
 // NumParams is the number of scalar parameters.
 func (m *Model) NumParams() int { return m.Params.Count() }
+
+// Save writes the model as a diffusers model folder: config.json and
+// diffusion_pytorch_model.safetensors (F32), each written atomically.
+func (m *Model) Save(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := jsonconf.Save(filepath.Join(dir, ConfigFile), m.Config); err != nil {
+		return err
+	}
+	return m.Params.Save(filepath.Join(dir, WeightsFile))
+}

@@ -11,6 +11,7 @@ import (
 
 	"gorgonia.org/tensor"
 
+	"github.com/ldm-go/ldm/internal/jsonconf"
 	"github.com/ldm-go/ldm/internal/safetensors"
 	"github.com/ldm-go/ldm/nn"
 )
@@ -291,3 +292,17 @@ func FromDense(d *tensor.Dense) (*nn.Tensor, error) {
 func ToDense(t *nn.Tensor) *tensor.Dense {
 	return tensor.New(tensor.WithShape(t.N, t.C, t.H, t.W), tensor.WithBacking(t.Data))
 }
+
+// saveFolder writes a diffusers model folder: config.json and the weights.
+func saveFolder(dir string, c *Config, ps *nn.Params) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := jsonconf.Save(filepath.Join(dir, ConfigFile), c.forSaving()); err != nil {
+		return err
+	}
+	return ps.Save(filepath.Join(dir, WeightsFile))
+}
+
+// Save writes the model as a diffusers model folder.
+func (v *AutoencoderKL) Save(dir string) error { return saveFolder(dir, v.Config, v.Params) }

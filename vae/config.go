@@ -184,3 +184,29 @@ func (c *Config) Shift() float64 {
 
 // DownsampleFactor is how much smaller the latent is than the image.
 func (c *Config) DownsampleFactor() int { return 1 << (len(c.BlockOutChannels) - 1) }
+
+// forSaving returns the config as a key map holding only the keys of its
+// class, as diffusers would write it.
+func (c *Config) forSaving() map[string]any {
+	m := map[string]any{
+		"_class_name": c.ClassName, "in_channels": c.InChannels, "out_channels": c.OutChannels,
+		"down_block_types": c.DownBlockTypes, "up_block_types": c.UpBlockTypes,
+		"block_out_channels": c.BlockOutChannels, "layers_per_block": c.LayersPerBlock, "act_fn": c.ActFn,
+		"latent_channels": c.LatentChannels, "norm_num_groups": c.NormNumGroups, "sample_size": c.SampleSize,
+		"scaling_factor": c.ScalingFactor, "force_upcast": c.ForceUpcast,
+		"mid_block_add_attention": c.MidBlockAddAttention,
+	}
+	if c.ClassName == ClassVQ {
+		m["num_vq_embeddings"] = c.NumVQEmbeddings
+		m["vq_embed_dim"] = c.VQEmbedDim
+		m["norm_type"] = c.NormType
+		m["lookup_from_codebook"] = c.LookupFromCodebook
+	} else {
+		m["shift_factor"] = c.ShiftFactor
+		m["latents_mean"] = c.LatentsMean
+		m["latents_std"] = c.LatentsStd
+		m["use_quant_conv"] = c.UseQuantConv
+		m["use_post_quant_conv"] = c.UsePostQuantConv
+	}
+	return m
+}

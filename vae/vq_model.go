@@ -160,3 +160,6 @@ func (v *VQModel) ForwardTensor(x *nn.Tensor) (*nn.Tensor, float32, error) {
 
 // NumParams is the number of scalar parameters.
 func (v *VQModel) NumParams() int { return v.Params.Count() }
+
+// Save writes the model as a diffusers model folder.
+func (v *VQModel) Save(dir string) error { return saveFolder(dir, v.Config, v.Params) }
