@@ -1,0 +1,30 @@
+// Package weights ships the project's pretrained models, embedded in the
+// binary: the default MNIST latent diffusion pipeline and the MNIST
+// classifier used for evaluation. See README.md, the model card.
+package weights
+
+import (
+	"embed"
+	"io/fs"
+)
+
+//go:embed README.md
+var files embed.FS
+
+// DefaultPipelineDir is the folder of the default pipeline inside FS.
+const DefaultPipelineDir = "mnist-ldm"
+
+// FS is the embedded folder.
+func FS() fs.FS { return files }
+
+// Default returns the default pipeline folder, or false when none is installed.
+func Default() (fs.FS, bool) {
+	sub, err := fs.Sub(files, DefaultPipelineDir)
+	if err != nil {
+		return nil, false
+	}
+	if _, err := fs.Stat(sub, "model_index.json"); err != nil {
+		return nil, false
+	}
+	return sub, true
+}
