@@ -11,10 +11,17 @@ type microKernel struct {
 	// while the B block (kc x nc) streams from L2.
 	kc, nc int
 	fn     func(kc int, a, b, c []float32, ldc int, alpha, beta float32, loadC bool)
+	// fnPack, when not nil, is fn reading B's full panel unpacked from an
+	// untransposed source (rows ldb apart) and storing it packed into bpack
+	// on the way, for the first pass over each panel.
+	fnPack func(kc int, a, b []float32, ldb int, bpack, c []float32, ldc int, alpha, beta float32, loadC bool)
+	// packRows packs rows of an untransposed B into `panels` full nr-wide
+	// panels: row p of src (ld apart) goes to dst[q*nr*rows + p*nr].
+	packRows func(dst, src []float32, ld, rows, panels int)
 }
 
 // goKernel is the portable kernel, also the one every CPU without AVX2 runs.
-var goKernel = &microKernel{name: "go", mr: 4, nr: 4, kc: 256, nc: 512, fn: kernelGo}
+var goKernel = &microKernel{name: "go", mr: 4, nr: 4, kc: 256, nc: 512, fn: kernelGo, packRows: packRows4}
 
 // active is the kernel Sgemm uses; tests switch it to force each path.
 var active = kernels[0]
@@ -81,3 +88,5 @@ func storeRow4(c []float32, v0, v1, v2, v3, alpha, beta float32, loadC bool) {
 	c[2] = alpha * v2
 	c[3] = alpha * v3
 }
+
+func packRows4(dst, src []float32, ld, rows, panels int) { packRowsGo(4, dst, src, ld, rows, panels) }

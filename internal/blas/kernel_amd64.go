@@ -20,10 +20,10 @@ var kernels = amd64Kernels()
 func amd64Kernels() []*microKernel {
 	var ks []*microKernel
 	if cpu.X86.HasAVX512F {
-		ks = append(ks, &microKernel{name: "avx512", mr: 8, nr: 32, kc: 256, nc: 512, fn: goAVX512})
+		ks = append(ks, &microKernel{name: "avx512", mr: 8, nr: 32, kc: 256, nc: 512, fn: goAVX512, packRows: goPackRows32, fnPack: goPackAVX512})
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
-		ks = append(ks, &microKernel{name: "avx2", mr: 6, nr: 16, kc: 256, nc: 512, fn: goAVX2})
+		ks = append(ks, &microKernel{name: "avx2", mr: 6, nr: 16, kc: 256, nc: 512, fn: goAVX2, packRows: goPackRows16, fnPack: goPackAVX2})
 	}
 	return append(ks, goKernel)
 }
@@ -43,6 +43,46 @@ func goAVX2(kc int, a, b, c []float32, ldc int, alpha, beta float32, loadC bool)
 	_ = b[16*kc-1]
 	_ = c[5*ldc+15]
 	kernelAVX2(kc, &a[0], &b[0], &c[0], ldc, alpha, beta, b2i(loadC))
+}
+
+//go:noescape
+func packRows32(dst, src *float32, rows, ld, panels, kc int)
+
+//go:noescape
+func packRows16(dst, src *float32, rows, ld, panels, kc int)
+
+func goPackRows32(dst, src []float32, ld, rows, panels int) {
+	_ = dst[panels*32*rows-1]
+	_ = src[(rows-1)*ld+panels*32-1]
+	packRows32(&dst[0], &src[0], rows, ld, panels, rows)
+}
+
+func goPackRows16(dst, src []float32, ld, rows, panels int) {
+	_ = dst[panels*16*rows-1]
+	_ = src[(rows-1)*ld+panels*16-1]
+	packRows16(&dst[0], &src[0], rows, ld, panels, rows)
+}
+
+//go:noescape
+func kernelPackAVX512(kc int, a, b *float32, ldb int, bpack, c *float32, ldc int, alpha, beta float32, loadC int)
+
+//go:noescape
+func kernelPackAVX2(kc int, a, b *float32, ldb int, bpack, c *float32, ldc int, alpha, beta float32, loadC int)
+
+func goPackAVX512(kc int, a, b []float32, ldb int, bpack, c []float32, ldc int, alpha, beta float32, loadC bool) {
+	_ = a[8*kc-1]
+	_ = b[(kc-1)*ldb+31]
+	_ = bpack[32*kc-1]
+	_ = c[7*ldc+31]
+	kernelPackAVX512(kc, &a[0], &b[0], ldb, &bpack[0], &c[0], ldc, alpha, beta, b2i(loadC))
+}
+
+func goPackAVX2(kc int, a, b []float32, ldb int, bpack, c []float32, ldc int, alpha, beta float32, loadC bool) {
+	_ = a[6*kc-1]
+	_ = b[(kc-1)*ldb+15]
+	_ = bpack[16*kc-1]
+	_ = c[5*ldc+15]
+	kernelPackAVX2(kc, &a[0], &b[0], ldb, &bpack[0], &c[0], ldc, alpha, beta, b2i(loadC))
 }
 
 func b2i(v bool) int {

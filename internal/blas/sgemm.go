@@ -258,17 +258,33 @@ func (g *gemm) packB(dst []float32, pc, kcb, n0, n1 int) {
 		}
 		return
 	}
-	for p := 0; p < kcb; p++ {
-		src := g.b[(pc+p)*g.ldb+n0 : (pc+p)*g.ldb+n1]
-		off := p * nr
-		for q := 0; q < full; q++ {
-			copy(dst[off:off+nr], src[q*nr:q*nr+nr])
-			off += nr * kcb
+	if full > 0 {
+		g.kern.packRows(dst[:full*nr*kcb], g.b[pc*g.ldb+n0:], g.ldb, kcb, full)
+	}
+	if rest > 0 {
+		d := dst[full*nr*kcb : (full+1)*nr*kcb]
+		for p := 0; p < kcb; p++ {
+			row := d[p*nr : p*nr+nr]
+			copy(row, g.b[(pc+p)*g.ldb+n0+full*nr:(pc+p)*g.ldb+n1])
+			clear(row[rest:])
 		}
-		if rest > 0 {
-			d := dst[off : off+nr]
-			copy(d, src[full*nr:])
-			clear(d[rest:])
+	}
+}
+
+// packRowsGo packs rows of an untransposed B into nr-wide panels: row p of
+// src (ld apart) goes to dst[q*nr*rows + p*nr] for each panel q. The
+// fixed-size array copy for the Go kernel's width compiles to inline moves
+// instead of a memmove call per row.
+func packRowsGo(nr int, dst, src []float32, ld, rows, panels int) {
+	for p := 0; p < rows; p++ {
+		s := src[p*ld : p*ld+panels*nr]
+		for q := 0; q < panels; q++ {
+			d := dst[q*nr*rows+p*nr:]
+			if nr == 4 {
+				*(*[4]float32)(d) = *(*[4]float32)(s[q*4:])
+			} else {
+				copy(d[:nr], s[q*nr:q*nr+nr])
+			}
 		}
 	}
 }
@@ -287,7 +303,15 @@ func (g *gemm) multiply(w, u int) {
 	for pc := 0; pc < g.k; pc += g.kc {
 		kcb := min(g.kc, g.k-pc)
 		bp := g.bpack[w][:panels*nr*kcb]
-		g.packB(bp, pc, kcb, n0, n1)
+		// With a fused kernel, full panels of an untransposed B are packed
+		// by the first row of tiles itself; only a ragged last panel is
+		// packed ahead.
+		fused := kern.fnPack != nil && !g.transB
+		if !fused {
+			g.packB(bp, pc, kcb, n0, n1)
+		} else if full := (n1 - n0) / nr; full < panels {
+			g.packB(bp[full*nr*kcb:], pc, kcb, n0+full*nr, n1)
+		}
 		beta, loadC := g.beta, g.beta != 0
 		if pc > 0 {
 			beta, loadC = 1, true
@@ -300,11 +324,20 @@ func (g *gemm) multiply(w, u int) {
 				j := n0 + q*nr
 				bq := bp[q*nr*kcb : (q+1)*nr*kcb]
 				cols := min(nr, g.n-j)
+				packNow := fused && i == m0 && cols == nr
 				if rows == mr && cols == nr {
-					kern.fn(kcb, ap, bq, g.c[i*g.ldc+j:], g.ldc, g.alpha, beta, loadC)
+					if packNow {
+						kern.fnPack(kcb, ap, g.b[pc*g.ldb+j:], g.ldb, bq, g.c[i*g.ldc+j:], g.ldc, g.alpha, beta, loadC)
+					} else {
+						kern.fn(kcb, ap, bq, g.c[i*g.ldc+j:], g.ldc, g.alpha, beta, loadC)
+					}
 					continue
 				}
-				kern.fn(kcb, ap, bq, tile, nr, 1, 0, false)
+				if packNow {
+					kern.fnPack(kcb, ap, g.b[pc*g.ldb+j:], g.ldb, bq, tile, nr, 1, 0, false)
+				} else {
+					kern.fn(kcb, ap, bq, tile, nr, 1, 0, false)
+				}
 				for r := 0; r < rows; r++ {
 					cr := g.c[(i+r)*g.ldc+j : (i+r)*g.ldc+j+cols]
 					tr := tile[r*nr : r*nr+cols]
