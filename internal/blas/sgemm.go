@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Sgemm computes C = alpha*op(A)*op(B) + beta*C for row-major matrices, where
@@ -90,15 +91,12 @@ type gemm struct {
 	rowsPer, colsPer    int
 	apack               []float32
 	bpack, tiles        [][]float32
-	phase, units, procs int
-	next, wid           atomic.Int64
+	procs               int
+	units1, units2      int
+	next1, done1, next2 atomic.Int64
+	wid                 atomic.Int64
 	wg                  sync.WaitGroup
 }
-
-const (
-	phasePackA = iota
-	phaseMultiply
-)
 
 // minParallelFlops is the size below which a second goroutine costs more
 // to wake than it saves.
@@ -124,16 +122,13 @@ func (g *gemm) setup(kern *microKernel, transA, transB bool, m, n, k int, alpha 
 	if 2*m*n*k < minParallelFlops {
 		procs = 1
 	}
-	// Split n into blocks of at most nc columns, finer when there are too
-	// few to share out, but only down to 128 columns for load balancing and
-	// down to one panel to give every goroutine some work; when even that is
-	// not enough, split m too. Block edges are multiples of mr and nr, so
-	// the tiles themselves never depend on the split.
+	// Split n into blocks of at most nc columns, and with several
+	// goroutines into at least four blocks each, down to one panel, so
+	// that a core slowed by another process hands its share to the others;
+	// when even one panel per block is not enough, split m too. Block edges
+	// are multiples of mr and nr, so the tiles never depend on the split.
 	g.colsPer = roundUp(min(n, kern.nc), nr)
-	for ceilDiv(n, g.colsPer) < 2*procs && g.colsPer > 128 {
-		g.colsPer = roundUp(g.colsPer/2, nr)
-	}
-	for ceilDiv(n, g.colsPer) < procs && g.colsPer > nr {
+	for procs > 1 && ceilDiv(n, g.colsPer) < 4*procs && g.colsPer > nr {
 		g.colsPer = roundUp(g.colsPer/2, nr)
 	}
 	g.tasksN = ceilDiv(n, g.colsPer)
@@ -158,45 +153,52 @@ func (g *gemm) setup(kern *microKernel, transA, transB bool, m, n, k int, alpha 
 }
 
 func (g *gemm) compute() {
-	nk := ceilDiv(g.k, g.kc)
-	g.run(phasePackA, nk*g.panelsM)
-	g.run(phaseMultiply, g.tasksM*g.tasksN)
+	g.units1 = ceilDiv(g.k, g.kc) * g.panelsM
+	g.units2 = g.tasksM * g.tasksN
+	g.next1.Store(0)
+	g.done1.Store(0)
+	g.next2.Store(0)
+	g.wid.Store(0)
+	if g.procs <= 1 {
+		g.work()
+	} else {
+		jobs := startHelpers(g.procs - 1)
+		g.wg.Add(g.procs - 1)
+		for i := 1; i < g.procs; i++ {
+			jobs <- g
+		}
+		g.work()
+		g.wg.Wait()
+	}
 	g.a, g.b, g.c = nil, nil, nil
 }
 
-// run hands out units of one phase to g.procs goroutines: this one and
-// procs-1 helpers. Units are claimed from a counter, so a slow core only
-// takes fewer of them; which goroutine runs a unit never changes its result.
-func (g *gemm) run(phase, units int) {
-	g.phase, g.units = phase, units
-	g.next.Store(0)
-	g.wid.Store(0)
-	procs := min(g.procs, units)
-	if procs <= 1 {
-		g.work()
-		return
-	}
-	jobs := startHelpers(procs - 1)
-	g.wg.Add(procs - 1)
-	for i := 1; i < procs; i++ {
-		jobs <- g
-	}
-	g.work()
-	g.wg.Wait()
-}
-
+// work is run by each of the g.procs goroutines on the call: this one and
+// procs-1 helpers. Units of work are claimed from counters, so a core slowed
+// by another process just takes fewer of them; which goroutine runs a unit
+// never changes its result. All of A is packed first, shared by everyone,
+// behind a barrier that is only waited at when a unit is still in progress.
 func (g *gemm) work() {
 	w := int(g.wid.Add(1) - 1)
 	for {
-		u := int(g.next.Add(1) - 1)
-		if u >= g.units {
+		u := int(g.next1.Add(1) - 1)
+		if u >= g.units1 {
+			break
+		}
+		g.packPanelA(u)
+		g.done1.Add(1)
+	}
+	for spins := 0; int(g.done1.Load()) < g.units1; spins++ {
+		if spins%64 == 63 {
+			runtime.Gosched()
+		}
+	}
+	for {
+		u := int(g.next2.Add(1) - 1)
+		if u >= g.units2 {
 			return
 		}
-		if g.phase == phasePackA {
-			g.packPanelA(u)
-		} else {
-			g.multiply(w, u)
-		}
+		g.multiply(w, u)
 	}
 }
 
@@ -219,6 +221,17 @@ func (g *gemm) packPanelA(u int) {
 		}
 		return
 	}
+	switch {
+	case rows == 8 && mr == 8:
+		packA8(dst, g.a[i0*g.lda+pc:], g.lda, kcb)
+		return
+	case rows == 6 && mr == 6:
+		packA6(dst, g.a[i0*g.lda+pc:], g.lda, kcb)
+		return
+	case rows == 4 && mr == 4:
+		packA4(dst, g.a[i0*g.lda+pc:], g.lda, kcb)
+		return
+	}
 	for r := 0; r < rows; r++ {
 		src := g.a[(i0+r)*g.lda+pc : (i0+r)*g.lda+pc+kcb]
 		d := dst[r:]
@@ -230,6 +243,55 @@ func (g *gemm) packPanelA(u int) {
 		for p := 0; p < kcb; p++ {
 			clear(dst[p*mr+rows : p*mr+mr])
 		}
+	}
+}
+
+// packA8 interleaves eight rows of A (ld apart in src) k step by k step:
+// reading the eight rows side by side and writing dst in order keeps both
+// streams sequential.
+func packA8(dst, src []float32, ld, kc int) {
+	r0 := src[0*ld : 0*ld+kc]
+	r1 := src[1*ld : 1*ld+kc]
+	r2 := src[2*ld : 2*ld+kc]
+	r3 := src[3*ld : 3*ld+kc]
+	r4 := src[4*ld : 4*ld+kc]
+	r5 := src[5*ld : 5*ld+kc]
+	r6 := src[6*ld : 6*ld+kc]
+	r7 := src[7*ld : 7*ld+kc]
+	dst = dst[:8*kc]
+	for p := range r0 {
+		d := (*[8]float32)(dst[8*p:])
+		d[0], d[1], d[2], d[3] = r0[p], r1[p], r2[p], r3[p]
+		d[4], d[5], d[6], d[7] = r4[p], r5[p], r6[p], r7[p]
+	}
+}
+
+// packA6 is packA8 for six rows.
+func packA6(dst, src []float32, ld, kc int) {
+	r0 := src[0*ld : 0*ld+kc]
+	r1 := src[1*ld : 1*ld+kc]
+	r2 := src[2*ld : 2*ld+kc]
+	r3 := src[3*ld : 3*ld+kc]
+	r4 := src[4*ld : 4*ld+kc]
+	r5 := src[5*ld : 5*ld+kc]
+	dst = dst[:6*kc]
+	for p := range r0 {
+		d := (*[6]float32)(dst[6*p:])
+		d[0], d[1], d[2] = r0[p], r1[p], r2[p]
+		d[3], d[4], d[5] = r3[p], r4[p], r5[p]
+	}
+}
+
+// packA4 is packA8 for four rows.
+func packA4(dst, src []float32, ld, kc int) {
+	r0 := src[0*ld : 0*ld+kc]
+	r1 := src[1*ld : 1*ld+kc]
+	r2 := src[2*ld : 2*ld+kc]
+	r3 := src[3*ld : 3*ld+kc]
+	dst = dst[:4*kc]
+	for p := range r0 {
+		d := (*[4]float32)(dst[4*p:])
+		d[0], d[1], d[2], d[3] = r0[p], r1[p], r2[p], r3[p]
 	}
 }
 
@@ -377,10 +439,40 @@ func startHelpers(n int) chan *gemm {
 	return helpers.jobs
 }
 
+// helperSpin is how long a helper keeps polling for the next call before
+// parking: waking a parked thread costs tens of microseconds on a virtual
+// machine, more than a small multiply, and the model layers call Sgemm back
+// to back.
+const helperSpin = 200 * time.Microsecond
+
 func helperLoop(jobs <-chan *gemm) {
-	for g := range jobs {
+	for {
+		g := pollJobs(jobs)
+		if g == nil {
+			g = <-jobs
+		}
 		g.work()
 		g.wg.Done()
+	}
+}
+
+// pollJobs polls jobs for up to helperSpin and returns nil if none came.
+func pollJobs(jobs <-chan *gemm) *gemm {
+	var start time.Time
+	for i := 0; ; i++ {
+		select {
+		case g := <-jobs:
+			return g
+		default:
+		}
+		if i%64 == 0 {
+			if i == 0 {
+				start = time.Now()
+			} else if time.Since(start) > helperSpin {
+				return nil
+			}
+			runtime.Gosched()
+		}
 	}
 }
 
