@@ -20,7 +20,7 @@ var kernels = amd64Kernels()
 func amd64Kernels() []*microKernel {
 	var ks []*microKernel
 	if cpu.X86.HasAVX512F {
-		ks = append(ks, &microKernel{name: "avx512", mr: 8, nr: 32, kc: 256, nc: 512, fn: goAVX512, packRows: goPackRows32, fnPack: goPackAVX512})
+		ks = append(ks, &microKernel{name: "avx512", mr: 8, nr: 32, kc: 256, nc: 512, fn: goAVX512, packRows: goPackRows32, fnPack: goPackAVX512, packA8: goPackA8})
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
 		ks = append(ks, &microKernel{name: "avx2", mr: 6, nr: 16, kc: 256, nc: 512, fn: goAVX2, packRows: goPackRows16, fnPack: goPackAVX2})
@@ -83,6 +83,19 @@ func goPackAVX2(kc int, a, b []float32, ldb int, bpack, c []float32, ldc int, al
 	_ = bpack[16*kc-1]
 	_ = c[5*ldc+15]
 	kernelPackAVX2(kc, &a[0], &b[0], ldb, &bpack[0], &c[0], ldc, alpha, beta, b2i(loadC))
+}
+
+//go:noescape
+func packA8AVX(dst, src *float32, ld, blocks int)
+
+func goPackA8(dst, src []float32, ld, kc int) {
+	blocks := kc / 8
+	if blocks == 0 {
+		return
+	}
+	_ = dst[64*blocks-1]
+	_ = src[7*ld+8*blocks-1]
+	packA8AVX(&dst[0], &src[0], ld, blocks)
 }
 
 func b2i(v bool) int {

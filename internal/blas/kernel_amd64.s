@@ -1219,3 +1219,68 @@ kernelPackAVX2store:
 	VMOVUPS Y11, 32(DX)
 	VZEROUPPER
 	RET
+
+// func packA8AVX(dst, src *float32, ld, blocks int)
+//
+// Interleaves eight rows of A (ld floats apart) into the packed layout,
+// eight k steps per block: each 8x8 block is loaded row-wise and
+// transposed in registers, so both memory streams stay sequential.
+TEXT ·packA8AVX(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ ld+16(FP), R11
+	SHLQ $2, R11
+	MOVQ blocks+24(FP), CX
+	LEAQ (R11)(R11*2), R12
+	LEAQ (SI)(R11*4), R13
+	TESTQ CX, CX
+	JZ packa8done
+packa8loop:
+	VMOVUPS (SI), Y0
+	VMOVUPS (SI)(R11*1), Y1
+	VMOVUPS (SI)(R11*2), Y2
+	VMOVUPS (SI)(R12*1), Y3
+	VMOVUPS (R13), Y4
+	VMOVUPS (R13)(R11*1), Y5
+	VMOVUPS (R13)(R11*2), Y6
+	VMOVUPS (R13)(R12*1), Y7
+	VUNPCKLPS Y1, Y0, Y8
+	VUNPCKHPS Y1, Y0, Y9
+	VUNPCKLPS Y3, Y2, Y10
+	VUNPCKHPS Y3, Y2, Y11
+	VUNPCKLPS Y5, Y4, Y12
+	VUNPCKHPS Y5, Y4, Y13
+	VUNPCKLPS Y7, Y6, Y14
+	VUNPCKHPS Y7, Y6, Y15
+	VSHUFPS $0x44, Y10, Y8, Y0
+	VSHUFPS $0xEE, Y10, Y8, Y1
+	VSHUFPS $0x44, Y11, Y9, Y2
+	VSHUFPS $0xEE, Y11, Y9, Y3
+	VSHUFPS $0x44, Y14, Y12, Y4
+	VSHUFPS $0xEE, Y14, Y12, Y5
+	VSHUFPS $0x44, Y15, Y13, Y6
+	VSHUFPS $0xEE, Y15, Y13, Y7
+	VPERM2F128 $0x20, Y4, Y0, Y8
+	VPERM2F128 $0x31, Y4, Y0, Y12
+	VPERM2F128 $0x20, Y5, Y1, Y9
+	VPERM2F128 $0x31, Y5, Y1, Y13
+	VPERM2F128 $0x20, Y6, Y2, Y10
+	VPERM2F128 $0x31, Y6, Y2, Y14
+	VPERM2F128 $0x20, Y7, Y3, Y11
+	VPERM2F128 $0x31, Y7, Y3, Y15
+	VMOVUPS Y8, 0(DI)
+	VMOVUPS Y9, 32(DI)
+	VMOVUPS Y10, 64(DI)
+	VMOVUPS Y11, 96(DI)
+	VMOVUPS Y12, 128(DI)
+	VMOVUPS Y13, 160(DI)
+	VMOVUPS Y14, 192(DI)
+	VMOVUPS Y15, 224(DI)
+	ADDQ $32, SI
+	ADDQ $32, R13
+	ADDQ $256, DI
+	DECQ CX
+	JNZ packa8loop
+packa8done:
+	VZEROUPPER
+	RET

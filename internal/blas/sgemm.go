@@ -223,7 +223,13 @@ func (g *gemm) packPanelA(u int) {
 	}
 	switch {
 	case rows == 8 && mr == 8:
-		packA8(dst, g.a[i0*g.lda+pc:], g.lda, kcb)
+		src := g.a[i0*g.lda+pc:]
+		done := 0
+		if g.kern.packA8 != nil {
+			g.kern.packA8(dst, src, g.lda, kcb)
+			done = kcb &^ 7
+		}
+		packA8(dst[8*done:], src[done:], g.lda, kcb-done)
 		return
 	case rows == 6 && mr == 6:
 		packA6(dst, g.a[i0*g.lda+pc:], g.lda, kcb)
