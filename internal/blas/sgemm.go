@@ -1,10 +1,11 @@
-// Package blas holds the single-precision matrix multiply every convolution,
-// linear layer and attention product goes through.
 package blas
 
 import (
+	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // Sgemm computes C = alpha*op(A)*op(B) + beta*C for row-major matrices, where
@@ -15,61 +16,503 @@ import (
 // Each element of C is accumulated over k in the same order whatever the
 // number of threads, so results are bit-identical for any GOMAXPROCS.
 func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	checkArgs(transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
 	if m == 0 || n == 0 {
 		return
 	}
-	workers := runtime.GOMAXPROCS(0)
-	if workers > m {
-		workers = m
-	}
-	if m*n*k < 1<<15 || workers < 2 {
-		sgemmRows(transA, transB, 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	if k == 0 || alpha == 0 {
+		scaleC(m, n, beta, c, ldc)
 		return
 	}
-	var wg sync.WaitGroup
-	chunk := (m + workers - 1) / workers
-	for lo := 0; lo < m; lo += chunk {
-		hi := min(lo+chunk, m)
-		wg.Add(1)
-		go func(lo, hi int) {
-			defer wg.Done()
-			sgemmRows(transA, transB, lo, hi, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-		}(lo, hi)
-	}
-	wg.Wait()
+	g := getGemm()
+	g.setup(active, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	g.compute()
+	putGemm(g)
 }
 
-func sgemmRows(transA, transB bool, lo, hi, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	row := make([]float32, n)
-	for i := lo; i < hi; i++ {
-		clear(row)
-		for p := 0; p < k; p++ {
-			var av float32
-			if transA {
-				av = a[p*lda+i]
-			} else {
-				av = a[i*lda+p]
-			}
-			if transB {
-				for j := 0; j < n; j++ {
-					row[j] += av * b[j*ldb+p]
-				}
-			} else {
-				bp := b[p*ldb : p*ldb+n]
-				for j, bv := range bp {
-					row[j] += av * bv
-				}
+// checkArgs panics on shapes no caller should produce: every caller sizes
+// its buffers itself, so a mismatch is a programmer error.
+func checkArgs(transA, transB bool, m, n, k, la, lda, lb, ldb, lc, ldc int) {
+	if m < 0 || n < 0 || k < 0 {
+		panic(fmt.Sprintf("blas: negative dimension m=%d n=%d k=%d", m, n, k))
+	}
+	ar, ac := m, k
+	if transA {
+		ar, ac = k, m
+	}
+	br, bc := k, n
+	if transB {
+		br, bc = n, k
+	}
+	checkMatrix("a", ar, ac, la, lda)
+	checkMatrix("b", br, bc, lb, ldb)
+	checkMatrix("c", m, n, lc, ldc)
+}
+
+func checkMatrix(name string, rows, cols, length, ld int) {
+	if ld < max(1, cols) {
+		panic(fmt.Sprintf("blas: ld%s=%d is less than the %d columns", name, ld, cols))
+	}
+	if rows > 0 && cols > 0 && length < (rows-1)*ld+cols {
+		panic(fmt.Sprintf("blas: %s has %d elements, a %dx%d matrix with stride %d needs %d", name, length, rows, cols, ld, (rows-1)*ld+cols))
+	}
+}
+
+// scaleC sets C = beta*C, writing zeros when beta is 0 so NaNs vanish.
+func scaleC(m, n int, beta float32, c []float32, ldc int) {
+	if beta == 1 {
+		return
+	}
+	for i := 0; i < m; i++ {
+		row := c[i*ldc : i*ldc+n]
+		if beta == 0 {
+			clear(row)
+			continue
+		}
+		for j := range row {
+			row[j] *= beta
+		}
+	}
+}
+
+// gemm is the state of one Sgemm call, shared by the goroutines that work on
+// it. Its buffers are kept on a free list so that steady-state calls do not
+// allocate.
+type gemm struct {
+	kern                *microKernel
+	transA, transB      bool
+	m, n, k             int
+	alpha, beta         float32
+	a, b, c             []float32
+	lda, ldb, ldc       int
+	kc, mpad            int
+	panelsM             int
+	tasksM, tasksN      int
+	rowsPer, colsPer    int
+	apack               []float32
+	bpack, tiles        [][]float32
+	procs               int
+	units1, units2      int
+	next1, done1, next2 atomic.Int64
+	wid                 atomic.Int64
+	wg                  sync.WaitGroup
+}
+
+// minParallelFlops is the size below which a second goroutine costs more
+// to wake than it saves.
+const minParallelFlops = 1 << 21
+
+func (g *gemm) setup(kern *microKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	g.kern = kern
+	g.transA, g.transB = transA, transB
+	g.m, g.n, g.k = m, n, k
+	g.alpha, g.beta = alpha, beta
+	g.a, g.b, g.c = a, b, c
+	g.lda, g.ldb, g.ldc = lda, ldb, ldc
+	mr, nr := kern.mr, kern.nr
+
+	// Equal k blocks depend on k alone, so the summation order never
+	// depends on the thread count.
+	nblocks := (k + kern.kc - 1) / kern.kc
+	g.kc = (k + nblocks - 1) / nblocks
+	g.panelsM = (m + mr - 1) / mr
+	g.mpad = g.panelsM * mr
+
+	procs := runtime.GOMAXPROCS(0)
+	if 2*m*n*k < minParallelFlops {
+		procs = 1
+	}
+	// Split n into blocks of at most nc columns, and with several
+	// goroutines into at least four blocks each, down to one panel, so
+	// that a core slowed by another process hands its share to the others;
+	// when even one panel per block is not enough, split m too. Block edges
+	// are multiples of mr and nr, so the tiles never depend on the split.
+	g.colsPer = roundUp(min(n, kern.nc), nr)
+	for procs > 1 && ceilDiv(n, g.colsPer) < 4*procs && g.colsPer > nr {
+		g.colsPer = roundUp(g.colsPer/2, nr)
+	}
+	g.tasksN = ceilDiv(n, g.colsPer)
+	g.tasksM = 1
+	g.rowsPer = g.mpad
+	if g.tasksN < procs {
+		g.tasksM = min(ceilDiv(procs, g.tasksN), g.panelsM)
+		g.rowsPer = ceilDiv(g.panelsM, g.tasksM) * mr
+		g.tasksM = ceilDiv(g.mpad, g.rowsPer)
+	}
+	g.procs = min(procs, g.tasksM*g.tasksN)
+
+	g.apack = grow(g.apack, g.mpad*k)
+	for len(g.bpack) < g.procs {
+		g.bpack = append(g.bpack, nil)
+		g.tiles = append(g.tiles, nil)
+	}
+	for w := 0; w < g.procs; w++ {
+		g.bpack[w] = grow(g.bpack[w], g.kc*g.colsPer)
+		g.tiles[w] = grow(g.tiles[w], mr*nr)
+	}
+}
+
+func (g *gemm) compute() {
+	g.units1 = ceilDiv(g.k, g.kc) * g.panelsM
+	g.units2 = g.tasksM * g.tasksN
+	g.next1.Store(0)
+	g.done1.Store(0)
+	g.next2.Store(0)
+	g.wid.Store(0)
+	if g.procs <= 1 {
+		g.work()
+	} else {
+		jobs := startHelpers(g.procs - 1)
+		g.wg.Add(g.procs - 1)
+		for i := 1; i < g.procs; i++ {
+			jobs <- g
+		}
+		g.work()
+		g.wg.Wait()
+	}
+	g.a, g.b, g.c = nil, nil, nil
+}
+
+// work is run by each of the g.procs goroutines on the call: this one and
+// procs-1 helpers. Units of work are claimed from counters, so a core slowed
+// by another process just takes fewer of them; which goroutine runs a unit
+// never changes its result. All of A is packed first, shared by everyone,
+// behind a barrier that is only waited at when a unit is still in progress.
+func (g *gemm) work() {
+	w := int(g.wid.Add(1) - 1)
+	for {
+		u := int(g.next1.Add(1) - 1)
+		if u >= g.units1 {
+			break
+		}
+		g.packPanelA(u)
+		g.done1.Add(1)
+	}
+	for spins := 0; int(g.done1.Load()) < g.units1; spins++ {
+		if spins%64 == 63 {
+			runtime.Gosched()
+		}
+	}
+	for {
+		u := int(g.next2.Add(1) - 1)
+		if u >= g.units2 {
+			return
+		}
+		g.multiply(w, u)
+	}
+}
+
+// packPanelA packs unit u: one mr-row panel of one k block. Block pc starts
+// at pc*mpad in apack, and panel i at i*kcb within its block.
+func (g *gemm) packPanelA(u int) {
+	mr := g.kern.mr
+	pc := (u / g.panelsM) * g.kc
+	i0 := (u % g.panelsM) * mr
+	kcb := min(g.kc, g.k-pc)
+	dst := g.apack[pc*g.mpad+i0*kcb : pc*g.mpad+(i0+mr)*kcb]
+	rows := min(mr, g.m-i0)
+	if g.transA {
+		// op(A)[i][p] = a[p*lda+i]: each k step is a contiguous run of rows.
+		for p := 0; p < kcb; p++ {
+			d := dst[p*mr : p*mr+mr]
+			src := g.a[(pc+p)*g.lda+i0:]
+			copy(d[:rows], src[:rows])
+			clear(d[rows:])
+		}
+		return
+	}
+	switch {
+	case rows == 8 && mr == 8:
+		src := g.a[i0*g.lda+pc:]
+		done := 0
+		if g.kern.packA8 != nil {
+			g.kern.packA8(dst, src, g.lda, kcb)
+			done = kcb &^ 7
+		}
+		packA8(dst[8*done:], src[done:], g.lda, kcb-done)
+		return
+	case rows == 6 && mr == 6:
+		packA6(dst, g.a[i0*g.lda+pc:], g.lda, kcb)
+		return
+	case rows == 4 && mr == 4:
+		packA4(dst, g.a[i0*g.lda+pc:], g.lda, kcb)
+		return
+	}
+	for r := 0; r < rows; r++ {
+		src := g.a[(i0+r)*g.lda+pc : (i0+r)*g.lda+pc+kcb]
+		d := dst[r:]
+		for p, v := range src {
+			d[p*mr] = v
+		}
+	}
+	if rows < mr {
+		for p := 0; p < kcb; p++ {
+			clear(dst[p*mr+rows : p*mr+mr])
+		}
+	}
+}
+
+// packA8 interleaves eight rows of A (ld apart in src) k step by k step:
+// reading the eight rows side by side and writing dst in order keeps both
+// streams sequential.
+func packA8(dst, src []float32, ld, kc int) {
+	r0 := src[0*ld : 0*ld+kc]
+	r1 := src[1*ld : 1*ld+kc]
+	r2 := src[2*ld : 2*ld+kc]
+	r3 := src[3*ld : 3*ld+kc]
+	r4 := src[4*ld : 4*ld+kc]
+	r5 := src[5*ld : 5*ld+kc]
+	r6 := src[6*ld : 6*ld+kc]
+	r7 := src[7*ld : 7*ld+kc]
+	dst = dst[:8*kc]
+	for p := range r0 {
+		d := (*[8]float32)(dst[8*p:])
+		d[0], d[1], d[2], d[3] = r0[p], r1[p], r2[p], r3[p]
+		d[4], d[5], d[6], d[7] = r4[p], r5[p], r6[p], r7[p]
+	}
+}
+
+// packA6 is packA8 for six rows.
+func packA6(dst, src []float32, ld, kc int) {
+	r0 := src[0*ld : 0*ld+kc]
+	r1 := src[1*ld : 1*ld+kc]
+	r2 := src[2*ld : 2*ld+kc]
+	r3 := src[3*ld : 3*ld+kc]
+	r4 := src[4*ld : 4*ld+kc]
+	r5 := src[5*ld : 5*ld+kc]
+	dst = dst[:6*kc]
+	for p := range r0 {
+		d := (*[6]float32)(dst[6*p:])
+		d[0], d[1], d[2] = r0[p], r1[p], r2[p]
+		d[3], d[4], d[5] = r3[p], r4[p], r5[p]
+	}
+}
+
+// packA4 is packA8 for four rows.
+func packA4(dst, src []float32, ld, kc int) {
+	r0 := src[0*ld : 0*ld+kc]
+	r1 := src[1*ld : 1*ld+kc]
+	r2 := src[2*ld : 2*ld+kc]
+	r3 := src[3*ld : 3*ld+kc]
+	dst = dst[:4*kc]
+	for p := range r0 {
+		d := (*[4]float32)(dst[4*p:])
+		d[0], d[1], d[2], d[3] = r0[p], r1[p], r2[p], r3[p]
+	}
+}
+
+// packB packs columns [n0, n1) of rows [pc, pc+kcb) of op(B) into nr-wide
+// panels of kcb steps each, padding the last panel with zeros.
+func (g *gemm) packB(dst []float32, pc, kcb, n0, n1 int) {
+	nr := g.kern.nr
+	width := n1 - n0
+	full := width / nr
+	rest := width - full*nr
+	if g.transB {
+		// op(B)[p][j] = b[j*ldb+p]: each column is a contiguous run of k.
+		for j := 0; j < width; j++ {
+			src := g.b[(n0+j)*g.ldb+pc : (n0+j)*g.ldb+pc+kcb]
+			q, r := j/nr, j%nr
+			d := dst[q*nr*kcb+r:]
+			for p, v := range src {
+				d[p*nr] = v
 			}
 		}
-		ci := c[i*ldc : i*ldc+n]
-		if beta == 0 {
-			for j := range ci {
-				ci[j] = alpha * row[j]
+		if rest > 0 {
+			d := dst[full*nr*kcb : (full+1)*nr*kcb]
+			for p := 0; p < kcb; p++ {
+				clear(d[p*nr+rest : p*nr+nr])
 			}
-		} else {
-			for j := range ci {
-				ci[j] = alpha*row[j] + beta*ci[j]
+		}
+		return
+	}
+	if full > 0 {
+		g.kern.packRows(dst[:full*nr*kcb], g.b[pc*g.ldb+n0:], g.ldb, kcb, full)
+	}
+	if rest > 0 {
+		d := dst[full*nr*kcb : (full+1)*nr*kcb]
+		for p := 0; p < kcb; p++ {
+			row := d[p*nr : p*nr+nr]
+			copy(row, g.b[(pc+p)*g.ldb+n0+full*nr:(pc+p)*g.ldb+n1])
+			clear(row[rest:])
+		}
+	}
+}
+
+// packRowsGo packs rows of an untransposed B into nr-wide panels: row p of
+// src (ld apart) goes to dst[q*nr*rows + p*nr] for each panel q. The
+// fixed-size array copy for the Go kernel's width compiles to inline moves
+// instead of a memmove call per row.
+func packRowsGo(nr int, dst, src []float32, ld, rows, panels int) {
+	for p := 0; p < rows; p++ {
+		s := src[p*ld : p*ld+panels*nr]
+		for q := 0; q < panels; q++ {
+			d := dst[q*nr*rows+p*nr:]
+			if nr == 4 {
+				*(*[4]float32)(d) = *(*[4]float32)(s[q*4:])
+			} else {
+				copy(d[:nr], s[q*nr:q*nr+nr])
 			}
 		}
 	}
 }
+
+// multiply computes task u, a block of C, over all of k with goroutine w's
+// buffers.
+func (g *gemm) multiply(w, u int) {
+	kern := g.kern
+	mr, nr := kern.mr, kern.nr
+	m0 := (u % g.tasksM) * g.rowsPer
+	m1 := min(m0+g.rowsPer, g.m)
+	n0 := (u / g.tasksM) * g.colsPer
+	n1 := min(n0+g.colsPer, g.n)
+	panels := ceilDiv(n1-n0, nr)
+	tile := g.tiles[w][:mr*nr]
+	for pc := 0; pc < g.k; pc += g.kc {
+		kcb := min(g.kc, g.k-pc)
+		bp := g.bpack[w][:panels*nr*kcb]
+		// With a fused kernel, full panels of an untransposed B are packed
+		// by the first row of tiles itself; only a ragged last panel is
+		// packed ahead.
+		fused := kern.fnPack != nil && !g.transB
+		if !fused {
+			g.packB(bp, pc, kcb, n0, n1)
+		} else if full := (n1 - n0) / nr; full < panels {
+			g.packB(bp[full*nr*kcb:], pc, kcb, n0+full*nr, n1)
+		}
+		beta, loadC := g.beta, g.beta != 0
+		if pc > 0 {
+			beta, loadC = 1, true
+		}
+		ablock := g.apack[pc*g.mpad:]
+		for i := m0; i < m1; i += mr {
+			ap := ablock[i*kcb : (i+mr)*kcb]
+			rows := min(mr, g.m-i)
+			for q := 0; q < panels; q++ {
+				j := n0 + q*nr
+				bq := bp[q*nr*kcb : (q+1)*nr*kcb]
+				cols := min(nr, g.n-j)
+				packNow := fused && i == m0 && cols == nr
+				if rows == mr && cols == nr {
+					if packNow {
+						kern.fnPack(kcb, ap, g.b[pc*g.ldb+j:], g.ldb, bq, g.c[i*g.ldc+j:], g.ldc, g.alpha, beta, loadC)
+					} else {
+						kern.fn(kcb, ap, bq, g.c[i*g.ldc+j:], g.ldc, g.alpha, beta, loadC)
+					}
+					continue
+				}
+				if packNow {
+					kern.fnPack(kcb, ap, g.b[pc*g.ldb+j:], g.ldb, bq, tile, nr, 1, 0, false)
+				} else {
+					kern.fn(kcb, ap, bq, tile, nr, 1, 0, false)
+				}
+				for r := 0; r < rows; r++ {
+					cr := g.c[(i+r)*g.ldc+j : (i+r)*g.ldc+j+cols]
+					tr := tile[r*nr : r*nr+cols]
+					if loadC {
+						for x, v := range tr {
+							cr[x] = g.alpha*v + beta*cr[x]
+						}
+					} else {
+						for x, v := range tr {
+							cr[x] = g.alpha * v
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// The helpers are long-lived goroutines fed through one channel, so a call
+// wakes parked goroutines instead of spawning (and allocating) new ones.
+var helpers struct {
+	mu   sync.Mutex
+	n    int
+	jobs chan *gemm
+}
+
+// startHelpers makes sure at least n helpers exist and returns their queue.
+func startHelpers(n int) chan *gemm {
+	helpers.mu.Lock()
+	defer helpers.mu.Unlock()
+	if helpers.jobs == nil {
+		helpers.jobs = make(chan *gemm, 64)
+	}
+	for ; helpers.n < n; helpers.n++ {
+		go helperLoop(helpers.jobs)
+	}
+	return helpers.jobs
+}
+
+// helperSpin is how long a helper keeps polling for the next call before
+// parking: waking a parked thread costs tens of microseconds on a virtual
+// machine, more than a small multiply, and the model layers call Sgemm back
+// to back.
+const helperSpin = 200 * time.Microsecond
+
+func helperLoop(jobs <-chan *gemm) {
+	for {
+		g := pollJobs(jobs)
+		if g == nil {
+			g = <-jobs
+		}
+		g.work()
+		g.wg.Done()
+	}
+}
+
+// pollJobs polls jobs for up to helperSpin and returns nil if none came.
+func pollJobs(jobs <-chan *gemm) *gemm {
+	var start time.Time
+	for i := 0; ; i++ {
+		select {
+		case g := <-jobs:
+			return g
+		default:
+		}
+		if i%64 == 0 {
+			if i == 0 {
+				start = time.Now()
+			} else if time.Since(start) > helperSpin {
+				return nil
+			}
+			runtime.Gosched()
+		}
+	}
+}
+
+// The free list is a plain slice rather than a sync.Pool: a pool is emptied
+// by the garbage collector, and refilling it would allocate mid-run.
+var freeGemms struct {
+	mu   sync.Mutex
+	list []*gemm
+}
+
+func getGemm() *gemm {
+	freeGemms.mu.Lock()
+	defer freeGemms.mu.Unlock()
+	if n := len(freeGemms.list); n > 0 {
+		g := freeGemms.list[n-1]
+		freeGemms.list = freeGemms.list[:n-1]
+		return g
+	}
+	return new(gemm)
+}
+
+func putGemm(g *gemm) {
+	freeGemms.mu.Lock()
+	freeGemms.list = append(freeGemms.list, g)
+	freeGemms.mu.Unlock()
+}
+
+func grow(s []float32, n int) []float32 {
+	if cap(s) < n {
+		return make([]float32, n)
+	}
+	return s[:n]
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+func roundUp(a, b int) int { return ceilDiv(a, b) * b }

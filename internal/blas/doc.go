@@ -1,0 +1,10 @@
+// Package blas holds the single-precision matrix multiply every convolution,
+// linear layer and attention product goes through.
+//
+// Sgemm packs panels of both operands into contiguous buffers and runs a
+// register-blocked micro-kernel over them: AVX-512 or AVX2+FMA assembly on
+// amd64, chosen at start-up from the CPU's features, and a blocked pure-Go
+// kernel everywhere else. Work is split over blocks of C only, never over k,
+// so every element of C is summed in the same order for any GOMAXPROCS and
+// results are bit-identical whatever the thread count.
+package blas

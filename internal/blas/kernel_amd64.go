@@ -1,0 +1,125 @@
+package blas
+
+import "golang.org/x/sys/cpu"
+
+//go:noescape
+func kernelAVX512(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC int)
+
+//go:noescape
+func kernelAVX2(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC int)
+
+// fmaPeakAVX512 runs n iterations of 12 independent zmm FMAs (384 flops each).
+func fmaPeakAVX512(n int)
+
+// fmaPeakAVX2 runs n iterations of 12 independent ymm FMAs (192 flops each).
+func fmaPeakAVX2(n int)
+
+// kernels lists the kernels this CPU can run, fastest first.
+var kernels = amd64Kernels()
+
+func amd64Kernels() []*microKernel {
+	var ks []*microKernel
+	if cpu.X86.HasAVX512F {
+		ks = append(ks, &microKernel{name: "avx512", mr: 8, nr: 32, kc: 256, nc: 512, fn: goAVX512, packRows: goPackRows32, fnPack: goPackAVX512, packA8: goPackA8})
+	}
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
+		ks = append(ks, &microKernel{name: "avx2", mr: 6, nr: 16, kc: 256, nc: 512, fn: goAVX2, packRows: goPackRows16, fnPack: goPackAVX2})
+	}
+	return append(ks, goKernel)
+}
+
+// The wrappers check the extents the assembly will touch, so a driver bug
+// panics in Go instead of corrupting memory.
+
+func goAVX512(kc int, a, b, c []float32, ldc int, alpha, beta float32, loadC bool) {
+	_ = a[8*kc-1]
+	_ = b[32*kc-1]
+	_ = c[7*ldc+31]
+	kernelAVX512(kc, &a[0], &b[0], &c[0], ldc, alpha, beta, b2i(loadC))
+}
+
+func goAVX2(kc int, a, b, c []float32, ldc int, alpha, beta float32, loadC bool) {
+	_ = a[6*kc-1]
+	_ = b[16*kc-1]
+	_ = c[5*ldc+15]
+	kernelAVX2(kc, &a[0], &b[0], &c[0], ldc, alpha, beta, b2i(loadC))
+}
+
+//go:noescape
+func packRows32(dst, src *float32, rows, ld, panels, kc int)
+
+//go:noescape
+func packRows16(dst, src *float32, rows, ld, panels, kc int)
+
+func goPackRows32(dst, src []float32, ld, rows, panels int) {
+	_ = dst[panels*32*rows-1]
+	_ = src[(rows-1)*ld+panels*32-1]
+	packRows32(&dst[0], &src[0], rows, ld, panels, rows)
+}
+
+func goPackRows16(dst, src []float32, ld, rows, panels int) {
+	_ = dst[panels*16*rows-1]
+	_ = src[(rows-1)*ld+panels*16-1]
+	packRows16(&dst[0], &src[0], rows, ld, panels, rows)
+}
+
+//go:noescape
+func kernelPackAVX512(kc int, a, b *float32, ldb int, bpack, c *float32, ldc int, alpha, beta float32, loadC int)
+
+//go:noescape
+func kernelPackAVX2(kc int, a, b *float32, ldb int, bpack, c *float32, ldc int, alpha, beta float32, loadC int)
+
+func goPackAVX512(kc int, a, b []float32, ldb int, bpack, c []float32, ldc int, alpha, beta float32, loadC bool) {
+	_ = a[8*kc-1]
+	_ = b[(kc-1)*ldb+31]
+	_ = bpack[32*kc-1]
+	_ = c[7*ldc+31]
+	kernelPackAVX512(kc, &a[0], &b[0], ldb, &bpack[0], &c[0], ldc, alpha, beta, b2i(loadC))
+}
+
+func goPackAVX2(kc int, a, b []float32, ldb int, bpack, c []float32, ldc int, alpha, beta float32, loadC bool) {
+	_ = a[6*kc-1]
+	_ = b[(kc-1)*ldb+15]
+	_ = bpack[16*kc-1]
+	_ = c[5*ldc+15]
+	kernelPackAVX2(kc, &a[0], &b[0], ldb, &bpack[0], &c[0], ldc, alpha, beta, b2i(loadC))
+}
+
+//go:noescape
+func packA8AVX(dst, src *float32, ld, blocks int)
+
+func goPackA8(dst, src []float32, ld, kc int) {
+	blocks := kc / 8
+	if blocks == 0 {
+		return
+	}
+	_ = dst[64*blocks-1]
+	_ = src[7*ld+8*blocks-1]
+	packA8AVX(&dst[0], &src[0], ld, blocks)
+}
+
+func b2i(v bool) int {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+// peakLoop is a register-only FMA loop used to measure the CPU's peak.
+type peakLoop struct {
+	name         string
+	flopsPerIter float64
+	run          func(n int)
+}
+
+// peakLoops lists the FMA loops this CPU can run.
+func peakLoops() []peakLoop {
+	var ls []peakLoop
+	if cpu.X86.HasAVX512F {
+		ls = append(ls, peakLoop{"avx512", 12 * 16 * 2, fmaPeakAVX512})
+	}
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
+		ls = append(ls, peakLoop{"avx2", 12 * 8 * 2, fmaPeakAVX2})
+	}
+	return ls
+}

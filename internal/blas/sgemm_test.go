@@ -1,0 +1,242 @@
+package blas
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+
+	gblas "gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/gonum"
+)
+
+// kernelNames are every kernel path Sgemm has; a test skips only those this
+// CPU cannot run.
+var kernelNames = []string{"avx512", "avx2", "go"}
+
+// forEachKernel runs f with each kernel forced in turn.
+func forEachKernel(t *testing.T, f func(t *testing.T)) {
+	for _, name := range kernelNames {
+		t.Run(name, func(t *testing.T) {
+			k := kernelNamed(name)
+			if k == nil {
+				t.Skipf("this CPU cannot run the %s kernel", name)
+			}
+			saved := active
+			active = k
+			defer func() { active = saved }()
+			f(t)
+		})
+	}
+}
+
+// oracle is gonum's reference Sgemm, which is row-major like ours.
+func oracle(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	ta, tb := gblas.NoTrans, gblas.NoTrans
+	if transA {
+		ta = gblas.Trans
+	}
+	if transB {
+		tb = gblas.Trans
+	}
+	gonum.Implementation{}.Sgemm(ta, tb, m, n, k, alpha, a, max(lda, 1), b, max(ldb, 1), beta, c, max(ldc, 1))
+}
+
+func randSlice(rng *rand.Rand, n int) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = rng.Float32()*2 - 1
+	}
+	return s
+}
+
+type gemmCase struct {
+	transA, transB bool
+	m, n, k        int
+	pad            int // extra columns in every leading dimension
+	alpha, beta    float32
+}
+
+func (tc gemmCase) String() string {
+	return fmt.Sprintf("tA=%v,tB=%v,m=%d,n=%d,k=%d,pad=%d,alpha=%v,beta=%v", tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.pad, tc.alpha, tc.beta)
+}
+
+// operands builds random A, B and C for tc with their leading dimensions;
+// C is filled with NaN when beta is 0, which must not leak into the result.
+func (tc gemmCase) operands(rng *rand.Rand) (a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	ar, ac := tc.m, tc.k
+	if tc.transA {
+		ar, ac = tc.k, tc.m
+	}
+	br, bc := tc.k, tc.n
+	if tc.transB {
+		br, bc = tc.n, tc.k
+	}
+	lda, ldb, ldc = ac+tc.pad, bc+tc.pad, tc.n+tc.pad
+	lda, ldb, ldc = max(lda, 1), max(ldb, 1), max(ldc, 1)
+	a = randSlice(rng, ar*lda)
+	b = randSlice(rng, br*ldb)
+	c = randSlice(rng, tc.m*ldc)
+	if tc.beta == 0 {
+		for i := range c {
+			c[i] = float32(math.NaN())
+		}
+	}
+	return
+}
+
+// check runs Sgemm and the oracle on the same operands and compares every
+// element of C, padding included (which must be left untouched).
+func (tc gemmCase) check(t *testing.T, rng *rand.Rand) {
+	t.Helper()
+	a, lda, b, ldb, c, ldc := tc.operands(rng)
+	want := append([]float32(nil), c...)
+	oracle(tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, want, ldc)
+	got := append([]float32(nil), c...)
+	Sgemm(tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, got, ldc)
+	// Both results carry at most (k+2) unit roundoffs of error relative to
+	// |alpha|*|op(A)|*|op(B)| + |beta|*|C| (the standard bound for a
+	// recursive dot product), so they differ by at most twice that.
+	mag := magnitudes(tc, a, lda, b, ldb, c, ldc)
+	for i := range want {
+		w, g := want[i], got[i]
+		if math.IsNaN(float64(w)) && math.IsNaN(float64(g)) {
+			continue
+		}
+		tol := 2 * float64(tc.k+2) * 0x1p-24 * mag[i]
+		if math.IsNaN(float64(g)) || math.Abs(float64(g)-float64(w)) > tol {
+			t.Fatalf("%v: c[%d] (row %d, col %d) = %v, want %v (tolerance %g)", tc, i, i/ldc, i%ldc, g, w, tol)
+		}
+	}
+}
+
+// magnitudes returns |alpha|*|op(A)|*|op(B)| + |beta|*|C| in float64 for
+// every element of C (0 where C is padding or beta is 0).
+func magnitudes(tc gemmCase, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) []float64 {
+	mag := make([]float64, len(c))
+	for i := 0; i < tc.m; i++ {
+		for j := 0; j < tc.n; j++ {
+			var s float64
+			for p := 0; p < tc.k; p++ {
+				ai, bi := i*lda+p, p*ldb+j
+				if tc.transA {
+					ai = p*lda + i
+				}
+				if tc.transB {
+					bi = j*ldb + p
+				}
+				av, bv := a[ai], b[bi]
+				s += math.Abs(float64(av) * float64(bv))
+			}
+			s *= math.Abs(float64(tc.alpha))
+			if tc.beta != 0 {
+				s += math.Abs(float64(tc.beta) * float64(c[i*ldc+j]))
+			}
+			mag[i*ldc+j] = s
+		}
+	}
+	return mag
+}
+
+func abs32(x float32) float32 { return float32(math.Abs(float64(x))) }
+
+// TestSgemmConformance checks every kernel path against gonum over all
+// transposes, odd and edge sizes, padded strides, and the special alphas and
+// betas.
+func TestSgemmConformance(t *testing.T) {
+	sizes := []int{0, 1, 2, 3, 5, 7, 8, 13, 16, 17, 31, 32, 33, 47, 67}
+	short := []int{1, 7, 33}
+	forEachKernel(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(1, 2))
+		for _, transA := range []bool{false, true} {
+			for _, transB := range []bool{false, true} {
+				// Every size in every dimension, with the plain alpha and beta.
+				for _, m := range sizes {
+					for _, n := range sizes {
+						for _, k := range []int{0, 1, 5, 16, 37, 70} {
+							gemmCase{transA, transB, m, n, k, (m + n + k) % 3, 1, 0}.check(t, rng)
+						}
+					}
+				}
+				// Every alpha and beta on a few shapes, with padding.
+				for _, alpha := range []float32{0, 1, -0.5, 2.5} {
+					for _, beta := range []float32{0, 1, 0.7} {
+						for _, m := range short {
+							for _, n := range short {
+								for _, k := range short {
+									gemmCase{transA, transB, m, n, k, 3, alpha, beta}.check(t, rng)
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// TestSgemmLarge covers several k blocks, several column blocks and the
+// parallel split, with sizes that are not multiples of any tile.
+func TestSgemmLarge(t *testing.T) {
+	cases := []gemmCase{
+		{false, false, 67, 611, 601, 5, 1, 0},
+		{true, false, 130, 97, 700, 1, -0.5, 0.7},
+		{false, true, 19, 1100, 300, 0, 2.5, 1},
+		{true, true, 250, 45, 513, 2, 1, 0.7},
+	}
+	forEachKernel(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(3, 4))
+		for _, tc := range cases {
+			tc.check(t, rng)
+		}
+	})
+}
+
+// TestSgemmThreadsBitIdentical checks that GOMAXPROCS 1 and 2 give the same
+// bits, on shapes where two goroutines split n, split m, or run alone.
+func TestSgemmThreadsBitIdentical(t *testing.T) {
+	cases := []gemmCase{
+		{false, false, 64, 2048, 576, 0, 1, 0},
+		{false, false, 130, 40, 1152, 3, 1, 0.7},
+		{true, true, 77, 333, 300, 1, -0.5, 1},
+		{false, true, 256, 96, 64, 0, 1, 0},
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	forEachKernel(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(5, 6))
+		for _, tc := range cases {
+			a, lda, b, ldb, c, ldc := tc.operands(rng)
+			var results [2][]float32
+			for i, procs := range []int{1, 2} {
+				runtime.GOMAXPROCS(procs)
+				results[i] = append([]float32(nil), c...)
+				Sgemm(tc.transA, tc.transB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, results[i], ldc)
+			}
+			for i := range results[0] {
+				if math.Float32bits(results[0][i]) != math.Float32bits(results[1][i]) {
+					t.Fatalf("%v: c[%d] is %v with 1 thread and %v with 2", tc, i, results[0][i], results[1][i])
+				}
+			}
+		}
+	})
+}
+
+// TestSgemmNoAllocs checks that a warmed-up mid-size call allocates nothing,
+// on one thread and on two.
+func TestSgemmNoAllocs(t *testing.T) {
+	const m, n, k = 128, 512, 1152
+	rng := rand.New(rand.NewPCG(7, 8))
+	a, b, c := randSlice(rng, m*k), randSlice(rng, k*n), make([]float32, m*n)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, procs := range []int{1, 2} {
+		runtime.GOMAXPROCS(procs)
+		Sgemm(false, false, m, n, k, 1, a, k, b, n, 0, c, n)
+		allocs := testing.AllocsPerRun(5, func() {
+			Sgemm(false, false, m, n, k, 1, a, k, b, n, 0, c, n)
+		})
+		if allocs != 0 {
+			t.Errorf("GOMAXPROCS %d: Sgemm allocated %v times per call, want 0", procs, allocs)
+		}
+	}
+}
