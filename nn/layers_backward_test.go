@@ -189,10 +189,10 @@ func TestTimestepAndClassEmbeddingGradient(t *testing.T) {
 
 func TestAttentionGradient(t *testing.T) {
 	tests := []struct {
-		name             string
+		name              string
 		channels, headDim int
-		groups           int
-		rescale          float64
+		groups            int
+		rescale           float64
 	}{
 		{"one head with group norm", 4, 4, 2, 1},
 		{"two heads rescaled", 8, 4, 4, 2},
