@@ -357,3 +357,28 @@ func L1Loss(pred, target *Tensor) (float64, []float32) {
 	}
 	return s / float64(n), g
 }
+
+// DivImages returns x with image n divided by d[n] (the Fourier-embedding
+// UNet's division of its output by the timestep).
+func (tp *Tape) DivImages(x *Tensor, d []float32) *Tensor {
+	per := len(x.Data) / x.N
+	y := NewTensor(x.N, x.C, x.H, x.W)
+	for n := 0; n < x.N; n++ {
+		for i, v := range x.Data[n*per : (n+1)*per] {
+			y.Data[n*per+i] = v / d[n]
+		}
+	}
+	tp.record(func() {
+		dy := tp.take(y)
+		dx := tp.grad(x)
+		if dy == nil || dx == nil {
+			return
+		}
+		for n := 0; n < x.N; n++ {
+			for i, v := range dy[n*per : (n+1)*per] {
+				dx[n*per+i] += v / d[n]
+			}
+		}
+	})
+	return y
+}
