@@ -382,3 +382,72 @@ func (tp *Tape) DivImages(x *Tensor, d []float32) *Tensor {
 	})
 	return y
 }
+
+// SliceChannels returns channels [lo, hi) of x.
+func (tp *Tape) SliceChannels(x *Tensor, lo, hi int) *Tensor {
+	hw := x.HW()
+	y := NewTensor(x.N, hi-lo, x.H, x.W)
+	per := (hi - lo) * hw
+	for n := 0; n < x.N; n++ {
+		copy(y.Data[n*per:(n+1)*per], x.Data[(n*x.C+lo)*hw:])
+	}
+	tp.record(func() {
+		dy := tp.take(y)
+		dx := tp.grad(x)
+		if dy == nil || dx == nil {
+			return
+		}
+		for n := 0; n < x.N; n++ {
+			addTo(dx[(n*x.C+lo)*hw:][:per], dy[n*per:])
+		}
+	})
+	return y
+}
+
+// Clamp returns x limited to [lo, hi]. As torch.clamp, the gradient passes
+// where lo <= x <= hi and is zero elsewhere.
+func (tp *Tape) Clamp(x *Tensor, lo, hi float32) *Tensor {
+	y := NewTensor(x.N, x.C, x.H, x.W)
+	for i, v := range x.Data {
+		y.Data[i] = min(max(v, lo), hi)
+	}
+	tp.record(func() {
+		dy := tp.take(y)
+		dx := tp.grad(x)
+		if dy == nil || dx == nil {
+			return
+		}
+		for i, v := range x.Data {
+			if v >= lo && v <= hi {
+				dx[i] += dy[i]
+			}
+		}
+	})
+	return y
+}
+
+// GaussianSample returns mean + exp(logvar/2) * eps, the reparameterised
+// sample of a diagonal Gaussian; eps is fixed noise of the same size.
+func (tp *Tape) GaussianSample(mean, logvar *Tensor, eps []float32) *Tensor {
+	y := NewTensor(mean.N, mean.C, mean.H, mean.W)
+	for i, lv := range logvar.Data {
+		std := float32(math.Exp(float64(0.5 * lv)))
+		y.Data[i] = mean.Data[i] + std*eps[i]
+	}
+	tp.record(func() {
+		dy := tp.take(y)
+		if dy == nil {
+			return
+		}
+		if dm := tp.grad(mean); dm != nil {
+			addTo(dm, dy)
+		}
+		if dl := tp.grad(logvar); dl != nil {
+			for i, lv := range logvar.Data {
+				std := math.Exp(0.5 * float64(lv))
+				dl[i] += float32(float64(dy[i]) * float64(eps[i]) * 0.5 * std)
+			}
+		}
+	})
+	return y
+}

@@ -18,7 +18,6 @@ var pending = map[string]string{
 	"scheduler_loop":      "schedulers (issue 3)",
 	"scheduler_add_noise": "schedulers (issue 3)",
 	"ldm_e2e":             "pipeline (issue 4)",
-	"vae_grad":            "training (issue 5)",
 }
 
 func goldenRoots() []string {

@@ -51,6 +51,35 @@ func runUNetGrad(t *testing.T, c *golden.Case) {
 }
 
 func runVAEGrad(t *testing.T, c *golden.Case) {
-	t.Skip("vae_grad: not yet")
-	_ = vae.ClassKL
+	v, err := vae.LoadAutoencoderKL(c.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := nnTensor(mustInput(t, c, "x"))
+	tp := nn.NewTape()
+	post, err := v.EncodeTape(tp, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recon, err := v.DecodeTape(tp, post.Mean)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mse, g := nn.MSELoss(recon, x)
+	const klWeight = 1e-3
+	kl := post.KLLoss(tp, klWeight)
+	tp.AddGrad(recon, g)
+	// x is also the MSE target, so the loss reaches it directly too.
+	for i := range g {
+		g[i] = -g[i]
+	}
+	tp.AddGrad(x, g)
+	tp.Backward()
+	got := map[string][]float32{
+		"recon": recon.Data, "loss": {float32(mse + klWeight*kl)}, "loss_mse": {float32(mse)}, "loss_kl": {float32(kl)},
+		"x_grad": tp.Grad(x),
+	}
+	shapes := map[string][]int{"recon": shapeOf(recon), "loss": {1}, "loss_mse": {1}, "loss_kl": {1}, "x_grad": shapeOf(x)}
+	addParamGrads(v.Params, got, shapes)
+	check(t, c, got, shapes)
 }
