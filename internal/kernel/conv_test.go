@@ -37,7 +37,7 @@ func naiveConv(x, w, b []float32, s ConvShape) []float32 {
 	return y
 }
 
-func randSlice(r *rand.Rand, n int) []float32 {
+func randNormal(r *rand.Rand, n int) []float32 {
 	v := make([]float32, n)
 	for i := range v {
 		v[i] = float32(r.NormFloat64())
@@ -58,9 +58,9 @@ func TestConv2dMatchesDefinition(t *testing.T) {
 		{N: 1, C: 2, H: 9, W: 7, OutC: 3, KH: 3, KW: 3, Stride: 3},
 	}
 	for _, s := range shapes {
-		x := randSlice(r, s.N*s.C*s.H*s.W)
-		w := randSlice(r, s.OutC*s.C*s.KH*s.KW)
-		b := randSlice(r, s.OutC)
+		x := randNormal(r, s.N*s.C*s.H*s.W)
+		w := randNormal(r, s.OutC*s.C*s.KH*s.KW)
+		b := randNormal(r, s.OutC)
 		want := naiveConv(x, w, b, s)
 		got := make([]float32, len(want))
 		for i := range got {
@@ -79,8 +79,8 @@ func TestConv2dMatchesDefinition(t *testing.T) {
 func TestCol2imIsAdjoint(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	s := ConvShape{N: 2, C: 3, H: 7, W: 6, OutC: 1, KH: 3, KW: 3, Stride: 2, PadT: 0, PadL: 0, PadB: 1, PadR: 1}
-	x := randSlice(r, s.N*s.C*s.H*s.W)
-	c := randSlice(r, s.ColRows()*s.ColCols())
+	x := randNormal(r, s.N*s.C*s.H*s.W)
+	c := randNormal(r, s.ColRows()*s.ColCols())
 	cols := make([]float32, len(c))
 	Im2col(cols, x, s)
 	dx := make([]float32, len(x))
@@ -100,7 +100,7 @@ func TestCol2imIsAdjoint(t *testing.T) {
 func TestGroupNormStatistics(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	n, c, hw, groups := 2, 6, 10, 3
-	x := randSlice(r, n*c*hw)
+	x := randNormal(r, n*c*hw)
 	for i := range x {
 		x[i] = 3 + 2*x[i]
 	}
@@ -163,9 +163,9 @@ func BenchmarkConv2d(b *testing.B) {
 	r := rand.New(rand.NewPCG(7, 8))
 	for _, c := range cases {
 		s := c.s
-		x := randSlice(r, s.N*s.C*s.H*s.W)
-		w := randSlice(r, s.OutC*s.ColRows())
-		bias := randSlice(r, s.OutC)
+		x := randNormal(r, s.N*s.C*s.H*s.W)
+		w := randNormal(r, s.OutC*s.ColRows())
+		bias := randNormal(r, s.OutC)
 		y := make([]float32, s.N*s.OutC*s.OutH()*s.OutW())
 		work := make([]float32, ConvWork(s))
 		flops := 2 * float64(s.OutC) * float64(s.ColRows()) * float64(s.ColCols())

@@ -14,10 +14,7 @@ var runners = map[string]func(t *testing.T, c *golden.Case){}
 
 // pending lists kinds whose implementation belongs to an open issue. They are
 // reported as skipped, never as passed; any other unknown kind fails.
-var pending = map[string]string{
-	"unet_grad": "training (issue 5)",
-	"vae_grad":  "training (issue 5)",
-}
+var pending = map[string]string{}
 
 func goldenRoots() []string {
 	// testdata/golden holds the cases computed with diffusers;
