@@ -477,6 +477,10 @@ func pollJobs(jobs <-chan *gemm) *gemm {
 			} else if time.Since(start) > helperSpin {
 				return nil
 			}
+		}
+		// Yield now and then, not on every poll: the scheduler lock it
+		// takes would slow the goroutines doing the work.
+		if i%1024 == 1023 {
 			runtime.Gosched()
 		}
 	}
