@@ -312,3 +312,43 @@ func TestLosses(t *testing.T) {
 		}
 	}
 }
+
+func TestTensorOpsGradient(t *testing.T) {
+	x := randomTensor(2, 4, 2, 3, 30)
+	for i := range x.Data {
+		// Keep every value away from the clamp bounds, where the
+		// derivative jumps and central differences straddle the kink.
+		if math.Abs(math.Abs(float64(x.Data[i]))-0.8) < 0.05 {
+			x.Data[i] += 0.1
+		}
+	}
+	eps := randomTensor(2, 2, 2, 3, 31)
+	d := []float32{0.5, 3}
+	fwd := func(tp *Tape) *Tensor {
+		mean := tp.SliceChannels(x, 0, 2)
+		logvar := tp.Clamp(tp.SliceChannels(x, 2, 4), -0.8, 0.8)
+		z := tp.GaussianSample(mean, logvar, eps.Data)
+		z = tp.Affine(z, 2, -1)
+		return tp.DivImages(tp.ConcatChannels(z, logvar), d)
+	}
+	checkLayer(t, &Params{}, []*Tensor{x}, fwd, nil)
+
+	// Clamped entries pass no gradient.
+	tp := NewTape()
+	y := tp.Clamp(x, -0.8, 0.8)
+	ones := make([]float32, len(y.Data))
+	for i := range ones {
+		ones[i] = 1
+	}
+	tp.AddGrad(y, ones)
+	tp.Backward()
+	for i, v := range x.Data {
+		want := float32(1)
+		if v < -0.8 || v > 0.8 {
+			want = 0
+		}
+		if g := tp.Grad(x)[i]; g != want {
+			t.Fatalf("clamp gradient at x = %v is %v, want %v", v, g, want)
+		}
+	}
+}

@@ -14,7 +14,7 @@ import (
 // ConvBackwardWork is the scratch size Conv2dBackward needs for shape s.
 func ConvBackwardWork(s ConvShape) int {
 	k, nc := s.ColRows(), s.ColCols()
-	return 2*k*nc + 2*s.OutC*nc + k*s.OutC
+	return k*nc + 2*s.OutC*nc + k*s.OutC
 }
 
 // Conv2dBackward accumulates the gradients of dst = conv(x, weight) + bias
