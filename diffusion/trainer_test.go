@@ -65,7 +65,9 @@ func tinyLatents(t *testing.T) *Latents {
 	return l
 }
 
-func noiseSchedule(t *testing.T, pred string) scheduler.Scheduler {
+func noiseScheduleB(t testing.TB) scheduler.Scheduler { return noiseSchedule(t, "epsilon") }
+
+func noiseSchedule(t testing.TB, pred string) scheduler.Scheduler {
 	c, _ := scheduler.DefaultConfig("DDPMScheduler")
 	c.PredictionType = pred
 	s, err := scheduler.New(c)

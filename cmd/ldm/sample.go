@@ -257,7 +257,9 @@ func checkWritable(path string) error {
 }
 
 // imageFile is the name of image i in an output folder.
-func imageFile(dir string, i int) string { return filepath.Join(dir, fmt.Sprintf("sample-%06d.png", i)) }
+func imageFile(dir string, i int) string {
+	return filepath.Join(dir, fmt.Sprintf("sample-%06d.png", i))
+}
 
 func sampleToDir(ctx context.Context, e *env, f *sampleFlags, p *pipeline.Pipeline, opts pipeline.Options, meta map[string]string) error {
 	if err := os.MkdirAll(f.outDir, 0o755); err != nil {
