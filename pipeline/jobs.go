@@ -45,7 +45,7 @@ func (o JobOptions) options(n int) Options {
 		BatchSize: o.BatchSize, ClassLabels: o.ClassLabels, GuidanceScale: o.GuidanceScale, Progress: o.Progress}
 }
 
-// check validates o for n images.
+// checkJob validates o for n images.
 func (p *Pipeline) checkJob(o JobOptions, n int) (*request, error) {
 	if o.Streams != nil && len(o.Streams) != n {
 		return nil, fmt.Errorf("pipeline: %d noise streams for %d images", len(o.Streams), n)
