@@ -132,6 +132,7 @@ type Error struct {
 	Total    int
 }
 
+// Error lists the failed files.
 func (e *Error) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d of %d files failed:", len(e.Failures), e.Total)
