@@ -26,8 +26,7 @@
 // where diffusers computes them as torch tensors and float64 where it uses
 // numpy or Python floats; element-wise products are rounded explicitly so
 // no platform fuses them.
-package scheduler
-
+//
 // Randomness
 //
 // Stochastic steps (DDPM, DDIM with eta > 0, Euler ancestral, SDE
@@ -40,3 +39,4 @@ package scheduler
 // so a seed gives the same noise everywhere and for any thread count. The
 // pipeline gives image i of a request the stream (seed, i); the golden tests
 // pass a Noise that replays the values diffusers drew.
+package scheduler
