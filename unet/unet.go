@@ -317,9 +317,9 @@ func (m *Model) timeProjection(ws *nn.Workspace, ts []float32) []float32 {
 }
 
 // ForwardTensor is Forward on the models' internal tensor type. The
-// result is freshly allocated.
+// result is the caller's; intermediate buffers are recycled within the call.
 func (m *Model) ForwardTensor(x *nn.Tensor, timesteps []float32, classLabels []int) (*nn.Tensor, error) {
-	return m.ForwardWS(nil, x, timesteps, classLabels)
+	return m.ForwardWS(nn.NewWorkspace(), x, timesteps, classLabels)
 }
 
 // ForwardWS is ForwardTensor with every buffer, the result's included, from
