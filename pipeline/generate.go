@@ -356,15 +356,23 @@ func (p *Pipeline) newDenoiser(s scheduler.Scheduler, x *tensor.Dense, cond Cond
 	if d.inT, err = fromDense(d.in); err != nil {
 		return nil, err
 	}
-	if cond.guided() {
-		b := len(cond.Labels)
-		d.labels = make([]int, 2*b)
-		copy(d.labels, cond.Labels)
-		for i := b; i < 2*b; i++ {
-			d.labels[i] = cond.NullLabel
-		}
-	}
+	d.labels = cond.guidedLabels()
 	return d, nil
+}
+
+// guidedLabels is [labels; null labels], the batch of one guided UNet call,
+// or nil without guidance.
+func (c Conditioning) guidedLabels() []int {
+	if !c.guided() {
+		return nil
+	}
+	b := len(c.Labels)
+	labels := make([]int, 2*b)
+	copy(labels, c.Labels)
+	for i := b; i < 2*b; i++ {
+		labels[i] = c.NullLabel
+	}
+	return labels
 }
 
 // step takes one denoising step at timestep t.
@@ -398,17 +406,8 @@ func (p *Pipeline) PredictNoise(in *tensor.Dense, t float64, cond Conditioning, 
 	if err != nil {
 		return nil, err
 	}
-	var labels []int
-	if cond.guided() {
-		b := x.N
-		labels = make([]int, 2*b)
-		copy(labels, cond.Labels)
-		for i := b; i < 2*b; i++ {
-			labels[i] = cond.NullLabel
-		}
-	}
 	var ts [1]float32
-	out, err := p.predict(nil, x, t, cond, s, labels, &ts)
+	out, err := p.predict(nil, x, t, cond, s, cond.guidedLabels(), &ts)
 	if err != nil {
 		return nil, err
 	}
