@@ -8,7 +8,7 @@ import (
 	"io/fs"
 )
 
-//go:embed README.md
+//go:embed README.md mnist-classifier
 var files embed.FS
 
 // DefaultPipelineDir is the folder of the default pipeline inside FS.
