@@ -72,6 +72,11 @@ type Config struct {
 	DisableCorrector []int   `json:"disable_corrector"`
 }
 
+// MaxTrainTimesteps bounds num_train_timesteps, the length of every table a
+// scheduler builds, so that a config cannot make it allocate without limit.
+// Published models use 1000 to 4000.
+const MaxTrainTimesteps = 1 << 20
+
 // classKeys lists the __init__ keys of each diffusers v0.31 class we support.
 var classKeys = map[string][]string{}
 
@@ -342,6 +347,9 @@ func (c *Config) Validate() error {
 	}
 	if c.NumTrainTimesteps < 2 {
 		return fmt.Errorf("scheduler config: num_train_timesteps: expected at least 2, found %d", c.NumTrainTimesteps)
+	}
+	if c.NumTrainTimesteps > MaxTrainTimesteps {
+		return fmt.Errorf("scheduler config: num_train_timesteps: %d is over the limit of %d (MaxTrainTimesteps)", c.NumTrainTimesteps, MaxTrainTimesteps)
 	}
 	if c.TrainedBetas != nil {
 		if len(c.TrainedBetas) != c.NumTrainTimesteps {
