@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ldm-go/ldm/diffusion"
+	"github.com/ldm-go/ldm/internal/checkpoint"
 	"github.com/ldm-go/ldm/internal/dataset"
 	"github.com/ldm-go/ldm/internal/imageio"
 	"github.com/ldm-go/ldm/internal/presets"
@@ -134,7 +136,7 @@ func (l *trainLoop) run(ctx context.Context, what string) error {
 		step, detail, err := l.step()
 		if err != nil {
 			bar.finish()
-			return fmt.Errorf("%w (the last checkpoint in %s is kept)", err, l.c.ckptDir)
+			return stepFailed(err, l.c.ckptDir)
 		}
 		bar.set(int64(step), detail)
 		if step%l.c.ckptEvery == 0 || step == l.c.opts.Steps {
@@ -458,4 +460,18 @@ func writeSampleGrid(ctx context.Context, p *pipeline.Pipeline, path string, ste
 	}
 	meta, _ := json.Marshal(map[string]any{"steps": steps, "seed": seed})
 	return imageio.SavePNG(path, grid, map[string]string{"Software": "ldm", "ldm.training-samples": string(meta)})
+}
+
+// stepFailed explains a failed training step: which checkpoint survives
+// and, for a loss or gradient gone NaN or infinite, what to change.
+func stepFailed(err error, ckptDir string) error {
+	kept := fmt.Sprintf("no checkpoint was written yet in %s", ckptDir)
+	if dir, step, lerr := checkpoint.Latest(ckptDir); lerr == nil && dir != "" {
+		kept = fmt.Sprintf("the last good checkpoint, step %d, is kept in %s; --resume continues from it", step, dir)
+	}
+	var nf *nn.ErrNonFinite
+	if errors.As(err, &nf) {
+		return fmt.Errorf("%w: training diverged (%s); lower --lr, set --max-grad-norm or check the data", err, kept)
+	}
+	return fmt.Errorf("%w (%s)", err, kept)
 }
