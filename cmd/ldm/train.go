@@ -50,6 +50,8 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 // commonTrain holds the flags every trainer takes.
 type commonTrain struct {
 	data, out, config, preset, ckptDir string
+	// defPreset is the architecture when neither --config nor --preset is given.
+	defPreset string
 	channels, size, batch, threads     int
 	labels, flip, resume, quiet        bool
 	seed                               uint64
@@ -66,7 +68,8 @@ func (c *commonTrain) register(fs *flag.FlagSet, preset string, defaults nn.Trai
 	fs.BoolVar(&c.flip, "flip", false, "mirror training images at random")
 	fs.StringVar(&c.out, "out", "", "output folder (required)")
 	fs.StringVar(&c.config, "config", "", "architecture as a diffusers config.json")
-	fs.StringVar(&c.preset, "preset", preset, "named architecture (see ldm train ... -h)")
+	c.defPreset = preset
+	fs.StringVar(&c.preset, "preset", "", fmt.Sprintf("named architecture (default %q unless --config is given; see ldm train ... -h)", preset))
 	fs.IntVar(&c.opts.Steps, "steps", c.opts.Steps, "optimiser steps")
 	fs.IntVar(&c.batch, "batch-size", 64, "images per micro-batch")
 	fs.Float64Var(&c.opts.LearningRate, "lr", c.opts.LearningRate, "learning rate")
@@ -173,7 +176,7 @@ func trainVAE(ctx context.Context, e *env, args []string) error {
 	if err := c.check(); err != nil {
 		return err
 	}
-	cfgBytes, src, err := architecture(c.config, c.preset, presets.VAE)
+	cfgBytes, src, err := c.architecture(presets.VAE)
 	if err != nil {
 		return err
 	}
@@ -298,7 +301,7 @@ func trainUNet(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	cfgBytes, src, err := architecture(c.config, c.preset, presets.UNet)
+	cfgBytes, src, err := c.architecture(presets.UNet)
 	if err != nil {
 		return err
 	}
@@ -474,4 +477,14 @@ func stepFailed(err error, ckptDir string) error {
 		return fmt.Errorf("%w: training diverged (%s); lower --lr, set --max-grad-norm or check the data", err, kept)
 	}
 	return fmt.Errorf("%w (%s)", err, kept)
+}
+
+// architecture is the config.json bytes of --config, or of --preset (its
+// default when neither is given), and where they came from.
+func (c *commonTrain) architecture(presets map[string]string) ([]byte, string, error) {
+	p := c.preset
+	if p == "" && c.config == "" {
+		p = c.defPreset
+	}
+	return architecture(c.config, p, presets)
 }
