@@ -51,12 +51,12 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 type commonTrain struct {
 	data, out, config, preset, ckptDir string
 	// defPreset is the architecture when neither --config nor --preset is given.
-	defPreset string
-	channels, size, batch, threads     int
-	labels, flip, resume, quiet        bool
-	seed                               uint64
-	ckptEvery, keep                    int
-	opts                               nn.TrainOptions
+	defPreset                      string
+	channels, size, batch, threads int
+	labels, flip, resume, quiet    bool
+	seed                           uint64
+	ckptEvery, keep                int
+	opts                           nn.TrainOptions
 }
 
 func (c *commonTrain) register(fs *flag.FlagSet, preset string, defaults nn.TrainOptions) {
