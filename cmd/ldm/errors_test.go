@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"hash/crc32"
@@ -313,10 +314,22 @@ func TestUserErrorsAreClear(t *testing.T) {
 		if code == 0 || code != tc.code || !strings.Contains(stderr, tc.want) {
 			t.Errorf("%s: ldm %s: exit %d, stderr %q; want exit %d mentioning %q", tc.name, strings.Join(tc.args, " "), code, stderr, tc.code, tc.want)
 		}
-		if strings.Contains(stderr, "panic") || strings.Contains(stderr, "goroutine ") {
+		if strings.Contains(stderr, "panic") || strings.Contains(stderr, "goroutine ") || strings.Contains(stderr, "internal error") {
 			t.Errorf("%s: ldm %s panicked:\n%s", tc.name, strings.Join(tc.args, " "), stderr)
 		}
 	}
 }
 
 func crc32png(b []byte) uint32 { return crc32.ChecksumIEEE(b) }
+
+// The last resort: a panic on a command's goroutine (a bug, never user
+// input) ends the command with a one-line internal error and exit code 1,
+// not a Go trace.
+func TestPanicBecomesInternalError(t *testing.T) {
+	register(&command{name: "test-panic", run: func(context.Context, *env, []string) error { panic("boom") }})
+	defer delete(commands, "test-panic")
+	code, _, stderr := ldm(t, "test-panic")
+	if code != 1 || !strings.Contains(stderr, "internal error") || !strings.Contains(stderr, "boom") || strings.Contains(stderr, "goroutine") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
