@@ -428,6 +428,13 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("scheduler config: %s: expected a positive number or null, found %v", p.key, *p.v)
 		}
 	}
+	if has("algorithm_type") {
+		// Checked here too, not only by the constructor, so that a saved
+		// config never holds a value that reloads as another.
+		if err := oneOf("algorithm_type", c.AlgorithmType, "dpmsolver++", "sde-dpmsolver++", "dpmsolver", "sde-dpmsolver", "deis"); err != nil {
+			return err
+		}
+	}
 	if has("solver_order") && (c.SolverOrder < 1 || c.SolverOrder > 3) {
 		return fmt.Errorf("scheduler config: solver_order: expected 1, 2 or 3, found %d", c.SolverOrder)
 	}
