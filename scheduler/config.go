@@ -215,8 +215,16 @@ func ParseConfig(data []byte) (*Config, error) {
 			}
 			continue
 		}
+		f := reflect.ValueOf(c).Elem().Field(fields[key])
+		hadDefault := f.Kind() == reflect.String && f.String() != ""
 		if err := setField(c, fields[key], key, v); err != nil {
 			return nil, err
+		}
+		if hadDefault && f.String() == "" {
+			// An empty string is saved as null (None), which reloads as
+			// the default: refuse it rather than let a config change on
+			// a save and reload.
+			return nil, fmt.Errorf("scheduler config: %s: expected a non-empty string, found \"\"", key)
 		}
 	}
 	if err := c.Validate(); err != nil {
