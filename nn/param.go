@@ -27,7 +27,18 @@ func (p *Param) NumElements() int { return len(p.Data) }
 type Params struct {
 	list   []*Param
 	byName map[string]*Param
+	// counting makes New record names and shapes without allocating, so a
+	// model's size can be known before its weights exist.
+	counting bool
+	counted  int
 }
+
+// NewCounter returns Params that register every parameter's name and shape
+// but allocate no data: building a model on it tells how many parameters
+// the model would have (Count) before any memory is committed, which is how
+// configs claiming absurd sizes are refused. The counter saturates at
+// math.MaxInt instead of overflowing.
+func NewCounter() *Params { return &Params{counting: true} }
 
 // New creates and registers a zero parameter. It panics on a duplicate name,
 // which would be a bug in a model's construction.
@@ -40,7 +51,18 @@ func (ps *Params) New(name string, shape ...int) *Param {
 	}
 	n := 1
 	for _, d := range shape {
+		if d < 0 || d > 0 && n > math.MaxInt/d {
+			n = math.MaxInt
+			break
+		}
 		n *= d
+	}
+	if ps.counting {
+		ps.counted = satAdd(ps.counted, n)
+		p := &Param{Name: name, Shape: append([]int(nil), shape...)}
+		ps.list = append(ps.list, p)
+		ps.byName[name] = p
+		return p
 	}
 	p := &Param{Name: name, Shape: append([]int(nil), shape...), Data: make([]float32, n)}
 	ps.list = append(ps.list, p)
@@ -54,8 +76,19 @@ func (ps *Params) List() []*Param { return ps.list }
 // Get returns the named parameter or nil.
 func (ps *Params) Get(name string) *Param { return ps.byName[name] }
 
+// satAdd is a + b for non-negative values, saturating at math.MaxInt.
+func satAdd(a, b int) int {
+	if a > math.MaxInt-b {
+		return math.MaxInt
+	}
+	return a + b
+}
+
 // Count is the total number of scalar parameters.
 func (ps *Params) Count() int {
+	if ps.counting {
+		return ps.counted
+	}
 	n := 0
 	for _, p := range ps.list {
 		n += len(p.Data)

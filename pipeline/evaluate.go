@@ -73,6 +73,9 @@ func (p *Pipeline) Evaluate(ctx context.Context, cls *classifier.Model, train, t
 	if o.N < 2 || o.RealImages < 2 {
 		return nil, fmt.Errorf("evaluate: need at least 2 samples and 2 real images")
 	}
+	if o.N > MaxEvalSamples {
+		return nil, fmt.Errorf("evaluate: %d samples is over the limit of %d (MaxEvalSamples): their classifier features are held in memory", o.N, MaxEvalSamples)
+	}
 	k := cls.Config.Classes
 	c, h, w := test.Shape()
 	ih, iw := p.ImageSize()

@@ -162,6 +162,9 @@ func (p *Pipeline) validate(o Options) (*request, error) {
 			return nil, fmt.Errorf("pipeline: guidance needs a null class, which this model has not")
 		}
 	}
+	if err := p.checkBatch(r.BatchSize); err != nil {
+		return nil, err
+	}
 	// Build one scheduler now so a bad name or step count fails early.
 	s, err := p.NewScheduler(r.Scheduler)
 	if err != nil {
@@ -192,6 +195,9 @@ func (p *Pipeline) setup(s scheduler.Scheduler, r *request) error {
 // Generate runs the whole request and returns every image.
 func (p *Pipeline) Generate(ctx context.Context, o Options) (*Result, error) {
 	r, err := p.validate(o)
+	if err == nil {
+		err = p.checkResult(r.N)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -72,6 +72,11 @@ type Config struct {
 	DisableCorrector []int   `json:"disable_corrector"`
 }
 
+// MaxTrainTimesteps bounds num_train_timesteps, the length of every table a
+// scheduler builds, so that a config cannot make it allocate without limit.
+// Published models use 1000 to 4000.
+const MaxTrainTimesteps = 1 << 20
+
 // classKeys lists the __init__ keys of each diffusers v0.31 class we support.
 var classKeys = map[string][]string{}
 
@@ -210,8 +215,16 @@ func ParseConfig(data []byte) (*Config, error) {
 			}
 			continue
 		}
+		f := reflect.ValueOf(c).Elem().Field(fields[key])
+		hadDefault := f.Kind() == reflect.String && f.String() != ""
 		if err := setField(c, fields[key], key, v); err != nil {
 			return nil, err
+		}
+		if hadDefault && f.String() == "" {
+			// An empty string is saved as null (None), which reloads as
+			// the default: refuse it rather than let a config change on
+			// a save and reload.
+			return nil, fmt.Errorf("scheduler config: %s: expected a non-empty string, found \"\"", key)
 		}
 	}
 	if err := c.Validate(); err != nil {
@@ -343,6 +356,9 @@ func (c *Config) Validate() error {
 	if c.NumTrainTimesteps < 2 {
 		return fmt.Errorf("scheduler config: num_train_timesteps: expected at least 2, found %d", c.NumTrainTimesteps)
 	}
+	if c.NumTrainTimesteps > MaxTrainTimesteps {
+		return fmt.Errorf("scheduler config: num_train_timesteps: %d is over the limit of %d (MaxTrainTimesteps)", c.NumTrainTimesteps, MaxTrainTimesteps)
+	}
 	if c.TrainedBetas != nil {
 		if len(c.TrainedBetas) != c.NumTrainTimesteps {
 			return fmt.Errorf("scheduler config: trained_betas: expected num_train_timesteps = %d values, found %d", c.NumTrainTimesteps, len(c.TrainedBetas))
@@ -418,6 +434,13 @@ func (c *Config) Validate() error {
 	}{{"sigma_min", c.SigmaMin}, {"sigma_max", c.SigmaMax}} {
 		if has(p.key) && p.v != nil && !(*p.v > 0 && !math.IsInf(*p.v, 1)) {
 			return fmt.Errorf("scheduler config: %s: expected a positive number or null, found %v", p.key, *p.v)
+		}
+	}
+	if has("algorithm_type") {
+		// Checked here too, not only by the constructor, so that a saved
+		// config never holds a value that reloads as another.
+		if err := oneOf("algorithm_type", c.AlgorithmType, "dpmsolver++", "sde-dpmsolver++", "dpmsolver", "sde-dpmsolver", "deis"); err != nil {
+			return err
 		}
 	}
 	if has("solver_order") && (c.SolverOrder < 1 || c.SolverOrder > 3) {

@@ -3,7 +3,32 @@ package unet
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
+
+	"github.com/ldm-go/ldm/nn"
+)
+
+// Limits on config values, checked before anything is allocated so that a
+// hostile or mistyped config.json is refused with the key named instead of
+// exhausting memory. They are far above any published UNet2DModel.
+const (
+	// MaxChannels bounds in_channels, out_channels, block_out_channels,
+	// attention_head_dim and norm_num_groups.
+	MaxChannels = 1 << 16
+	// MaxBlocks bounds the number of down (and up) blocks; each halves the
+	// resolution, so more than this leaves no pixels.
+	MaxBlocks = 16
+	// MaxLayersPerBlock bounds layers_per_block.
+	MaxLayersPerBlock = 64
+	// MaxTableSize bounds time_embedding_dim, num_class_embeds and the
+	// learned embedding's num_train_timesteps.
+	MaxTableSize = 1 << 20
+	// MaxSampleSize bounds each side of sample_size.
+	MaxSampleSize = 1 << 14
+	// MaxParams bounds the model's parameter count (8 GB of float32), computed
+	// from the config before any weight is allocated.
+	MaxParams = 2_000_000_000
 )
 
 // Config is a diffusers UNet2DModel config.json. Absent keys take
@@ -57,7 +82,11 @@ func (s *SampleSize) UnmarshalJSON(b []byte) error {
 	case nil:
 		*s = SampleSize{}
 	case float64:
-		*s = SampleSize{int(x), int(x)}
+		n, err := sampleSide(x)
+		if err != nil {
+			return err
+		}
+		*s = SampleSize{n, n}
 	case []any:
 		if len(x) != 2 {
 			return fmt.Errorf("sample_size: expected an integer or [height, width], found %d values", len(x))
@@ -67,11 +96,29 @@ func (s *SampleSize) UnmarshalJSON(b []byte) error {
 		if !ok1 || !ok2 {
 			return fmt.Errorf("sample_size: expected integers, found %s", b)
 		}
-		*s = SampleSize{int(h), int(w)}
+		hn, err := sampleSide(h)
+		if err != nil {
+			return err
+		}
+		wn, err := sampleSide(w)
+		if err != nil {
+			return err
+		}
+		*s = SampleSize{hn, wn}
 	default:
 		return fmt.Errorf("sample_size: expected an integer or [height, width], found %s", b)
 	}
 	return nil
+}
+
+// sampleSide converts one JSON number of sample_size, refusing fractions and
+// values beyond MaxSampleSize before they are converted to int (a float
+// beyond the int range has no defined conversion).
+func sampleSide(x float64) (int, error) {
+	if x != math.Trunc(x) || x < 0 || x > MaxSampleSize {
+		return 0, fmt.Errorf("sample_size: expected an integer in [0, %d] (MaxSampleSize), found %v", MaxSampleSize, x)
+	}
+	return int(x), nil
 }
 
 // MarshalJSON writes null, an integer or a pair.
@@ -155,9 +202,18 @@ func (c *Config) Validate() error {
 	if c.OutChannels <= 0 {
 		return bad("out_channels", c.OutChannels, "want a positive number")
 	}
+	if c.InChannels > MaxChannels {
+		return tooBig("in_channels", c.InChannels, MaxChannels, "MaxChannels")
+	}
+	if c.OutChannels > MaxChannels {
+		return tooBig("out_channels", c.OutChannels, MaxChannels, "MaxChannels")
+	}
 	n := len(c.BlockOutChannels)
 	if n == 0 {
 		return bad("block_out_channels", c.BlockOutChannels, "want at least one block")
+	}
+	if n > MaxBlocks {
+		return fmt.Errorf("unet config: block_out_channels has %d blocks, over the limit of %d (MaxBlocks)", n, MaxBlocks)
 	}
 	if len(c.DownBlockTypes) != n || len(c.UpBlockTypes) != n {
 		return fmt.Errorf("unet config: block_out_channels (%d), down_block_types (%d) and up_block_types (%d) must have the same length",
@@ -166,6 +222,9 @@ func (c *Config) Validate() error {
 	for i, ch := range c.BlockOutChannels {
 		if ch <= 0 {
 			return bad(fmt.Sprintf("block_out_channels[%d]", i), ch, "want a positive number")
+		}
+		if ch > MaxChannels {
+			return tooBig(fmt.Sprintf("block_out_channels[%d]", i), ch, MaxChannels, "MaxChannels")
 		}
 	}
 	for i, t := range c.DownBlockTypes {
@@ -183,6 +242,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LayersPerBlock <= 0 {
 		return bad("layers_per_block", c.LayersPerBlock, "want a positive number")
+	}
+	if c.LayersPerBlock > MaxLayersPerBlock {
+		return tooBig("layers_per_block", c.LayersPerBlock, MaxLayersPerBlock, "MaxLayersPerBlock")
 	}
 	if c.DownsamplePadding < 0 {
 		return bad("downsample_padding", c.DownsamplePadding, "want 0 or more")
@@ -202,11 +264,17 @@ func (c *Config) Validate() error {
 		if c.NumTrainTimesteps == nil || *c.NumTrainTimesteps <= 0 {
 			return bad("num_train_timesteps", c.NumTrainTimesteps, `time_embedding_type "learned" needs a positive num_train_timesteps`)
 		}
+		if *c.NumTrainTimesteps > MaxTableSize {
+			return tooBig("num_train_timesteps", *c.NumTrainTimesteps, MaxTableSize, "MaxTableSize")
+		}
 	default:
 		return bad("time_embedding_type", c.TimeEmbeddingType, "supported: positional, fourier, learned")
 	}
 	if c.TimeEmbeddingDim != nil && *c.TimeEmbeddingDim <= 0 {
 		return bad("time_embedding_dim", *c.TimeEmbeddingDim, "want a positive number or null")
+	}
+	if c.TimeEmbeddingDim != nil && *c.TimeEmbeddingDim > MaxTableSize {
+		return tooBig("time_embedding_dim", *c.TimeEmbeddingDim, MaxTableSize, "MaxTableSize")
 	}
 	if c.ResnetTimeScaleShift != "default" && c.ResnetTimeScaleShift != "scale_shift" {
 		return bad("resnet_time_scale_shift", c.ResnetTimeScaleShift, "supported: default, scale_shift")
@@ -234,6 +302,12 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("unet config: attention_head_dim = %d is larger than block_out_channels[%d] = %d, leaving no attention head", *c.AttentionHeadDim, i, ch)
 		}
 	}
+	if last := c.BlockOutChannels[n-1]; c.MidBlockType != nil && c.AddAttention && c.AttentionHeadDim != nil && *c.AttentionHeadDim > last {
+		return fmt.Errorf("unet config: attention_head_dim = %d is larger than the mid block's %d channels (block_out_channels[%d]), leaving no attention head", *c.AttentionHeadDim, last, n-1)
+	}
+	if c.AttnNormNumGroups != nil && *c.AttnNormNumGroups < 0 {
+		return bad("attn_norm_num_groups", *c.AttnNormNumGroups, "want a positive number or null")
+	}
 	if ag := c.midAttnGroups(); ag > 0 && c.BlockOutChannels[n-1]%ag != 0 {
 		return fmt.Errorf("unet config: attn_norm_num_groups = %d does not divide block_out_channels[%d] = %d", ag, n-1, c.BlockOutChannels[n-1])
 	}
@@ -243,10 +317,34 @@ func (c *Config) Validate() error {
 	if c.NumClassEmbeds != nil && *c.NumClassEmbeds <= 0 {
 		return bad("num_class_embeds", *c.NumClassEmbeds, "want a positive number or null")
 	}
+	if c.NumClassEmbeds != nil && *c.NumClassEmbeds > MaxTableSize {
+		return tooBig("num_class_embeds", *c.NumClassEmbeds, MaxTableSize, "MaxTableSize")
+	}
 	if c.SampleSize.H < 0 || c.SampleSize.W < 0 {
 		return bad("sample_size", c.SampleSize, "want positive sizes")
 	}
+	if c.SampleSize.H > MaxSampleSize || c.SampleSize.W > MaxSampleSize {
+		return tooBig("sample_size", max(c.SampleSize.H, c.SampleSize.W), MaxSampleSize, "MaxSampleSize")
+	}
+	if !(c.NormEps < math.Inf(1)) || math.IsNaN(c.MidBlockScaleFactor) || math.IsInf(c.MidBlockScaleFactor, 0) {
+		return fmt.Errorf("unet config: norm_eps = %v and mid_block_scale_factor = %v must be finite", c.NormEps, c.MidBlockScaleFactor)
+	}
+	if p := c.NumParams(); p > MaxParams {
+		return fmt.Errorf("unet config: the model would have %d parameters, over the limit of %d (MaxParams); check block_out_channels, layers_per_block and the embedding sizes", p, MaxParams)
+	}
 	return nil
+}
+
+// NumParams is the number of parameters a model built from c has, counted
+// without allocating them. c must have passed the other checks of Validate.
+func (c *Config) NumParams() int {
+	ps := nn.NewCounter()
+	build(c, ps)
+	return ps.Count()
+}
+
+func tooBig(key string, value, limit int, name string) error {
+	return fmt.Errorf("unet config: %s = %d is over the limit of %d (%s)", key, value, limit, name)
 }
 
 // TimeEmbedDim is the width of the time embedding the resnets receive.

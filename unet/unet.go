@@ -68,7 +68,12 @@ func New(c *Config) (*Model, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	ps := &nn.Params{}
+	return build(c, &nn.Params{}), nil
+}
+
+// build lays the model out on ps; on a counting ps (nn.NewCounter) it
+// allocates no weights, which is how Validate sizes a config.
+func build(c *Config, ps *nn.Params) *Model {
 	m := &Model{Config: c, Params: ps}
 	ch := c.BlockOutChannels
 	g := *c.NormNumGroups
@@ -155,7 +160,7 @@ func New(c *Config) (*Model, error) {
 	}
 	m.ConvNormOut = nn.NewGroupNorm(ps, "conv_norm_out", g, ch[0], eps)
 	m.ConvOut = nn.NewConv2d(ps, "conv_out", ch[0], c.OutChannels, 3, 1, 1)
-	return m, nil
+	return m
 }
 
 // Load reads config.json and diffusion_pytorch_model.safetensors from dir.

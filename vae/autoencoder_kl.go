@@ -41,7 +41,12 @@ func NewAutoencoderKL(c *Config) (*AutoencoderKL, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	ps := &nn.Params{}
+	return buildKL(c, &nn.Params{}), nil
+}
+
+// buildKL lays the model out on ps; on a counting ps (nn.NewCounter) it
+// allocates no weights, which is how Validate sizes a config.
+func buildKL(c *Config, ps *nn.Params) *AutoencoderKL {
 	lc := c.LatentChannels
 	v := &AutoencoderKL{Config: c, Params: ps}
 	v.Encoder = newEncoder(ps, c, 2*lc)
@@ -52,7 +57,7 @@ func NewAutoencoderKL(c *Config) (*AutoencoderKL, error) {
 	if c.UsePostQuantConv {
 		v.PostQuantConv = nn.NewConv2d(ps, "post_quant_conv", lc, lc, 1, 1, 0)
 	}
-	return v, nil
+	return v
 }
 
 // LoadAutoencoderKL reads config.json and the weights from a model folder.

@@ -3,7 +3,30 @@ package vae
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
+
+	"github.com/ldm-go/ldm/nn"
+)
+
+// Limits on config values, checked before anything is allocated so that a
+// hostile or mistyped config.json is refused with the key named instead of
+// exhausting memory. They are far above any published autoencoder.
+const (
+	// MaxChannels bounds in_channels, out_channels, latent_channels,
+	// block_out_channels, norm_num_groups and vq_embed_dim.
+	MaxChannels = 1 << 16
+	// MaxBlocks bounds the number of blocks; each halves the resolution.
+	MaxBlocks = 16
+	// MaxLayersPerBlock bounds layers_per_block.
+	MaxLayersPerBlock = 64
+	// MaxCodebook bounds num_vq_embeddings.
+	MaxCodebook = 1 << 20
+	// MaxSampleSize bounds sample_size.
+	MaxSampleSize = 1 << 16
+	// MaxParams bounds the parameter count (8 GB of float32), computed from
+	// the config before any weight is allocated.
+	MaxParams = 2_000_000_000
 )
 
 // Config is a diffusers AutoencoderKL or VQModel config.json. The two share
@@ -114,9 +137,20 @@ func (c *Config) Validate() error {
 	if c.LatentChannels <= 0 {
 		return bad("latent_channels", c.LatentChannels, "want a positive number")
 	}
+	for _, kv := range []struct {
+		key string
+		v   int
+	}{{"in_channels", c.InChannels}, {"out_channels", c.OutChannels}, {"latent_channels", c.LatentChannels}, {"norm_num_groups", c.NormNumGroups}} {
+		if kv.v > MaxChannels {
+			return tooBig(kv.key, kv.v, MaxChannels, "MaxChannels")
+		}
+	}
 	n := len(c.BlockOutChannels)
 	if n == 0 {
 		return bad("block_out_channels", c.BlockOutChannels, "want at least one block")
+	}
+	if n > MaxBlocks {
+		return fmt.Errorf("vae config: block_out_channels has %d blocks, over the limit of %d (MaxBlocks)", n, MaxBlocks)
 	}
 	if len(c.DownBlockTypes) != n || len(c.UpBlockTypes) != n {
 		return fmt.Errorf("vae config: block_out_channels (%d), down_block_types (%d) and up_block_types (%d) must have the same length",
@@ -139,6 +173,9 @@ func (c *Config) Validate() error {
 		if ch <= 0 {
 			return bad(fmt.Sprintf("block_out_channels[%d]", i), ch, "want a positive number")
 		}
+		if ch > MaxChannels {
+			return tooBig(fmt.Sprintf("block_out_channels[%d]", i), ch, MaxChannels, "MaxChannels")
+		}
 		if ch%c.NormNumGroups != 0 {
 			return fmt.Errorf("vae config: norm_num_groups = %d does not divide block_out_channels[%d] = %d", c.NormNumGroups, i, ch)
 		}
@@ -146,24 +183,58 @@ func (c *Config) Validate() error {
 	if c.LayersPerBlock <= 0 {
 		return bad("layers_per_block", c.LayersPerBlock, "want a positive number")
 	}
+	if c.LayersPerBlock > MaxLayersPerBlock {
+		return tooBig("layers_per_block", c.LayersPerBlock, MaxLayersPerBlock, "MaxLayersPerBlock")
+	}
+	if c.SampleSize < 0 || c.SampleSize > MaxSampleSize {
+		return bad("sample_size", c.SampleSize, fmt.Sprintf("want 0 to %d (MaxSampleSize)", MaxSampleSize))
+	}
 	if c.ActFn != "silu" && c.ActFn != "swish" {
 		return bad("act_fn", c.ActFn, "supported: silu, swish")
 	}
-	if c.ScalingFactor == 0 {
-		return bad("scaling_factor", c.ScalingFactor, "want a non-zero number")
+	if c.ScalingFactor == 0 || math.IsNaN(c.ScalingFactor) || math.IsInf(c.ScalingFactor, 0) {
+		return bad("scaling_factor", c.ScalingFactor, "want a finite non-zero number")
+	}
+	if c.ShiftFactor != nil && (math.IsNaN(*c.ShiftFactor) || math.IsInf(*c.ShiftFactor, 0)) {
+		return bad("shift_factor", *c.ShiftFactor, "want a finite number or null")
 	}
 	if c.ClassName == ClassVQ {
 		if c.NumVQEmbeddings <= 0 {
 			return bad("num_vq_embeddings", c.NumVQEmbeddings, "want a positive number")
 		}
+		if c.NumVQEmbeddings > MaxCodebook {
+			return tooBig("num_vq_embeddings", c.NumVQEmbeddings, MaxCodebook, "MaxCodebook")
+		}
 		if c.VQEmbedDim != nil && *c.VQEmbedDim <= 0 {
 			return bad("vq_embed_dim", *c.VQEmbedDim, "want a positive number or null")
+		}
+		if c.VQEmbedDim != nil && *c.VQEmbedDim > MaxChannels {
+			return tooBig("vq_embed_dim", *c.VQEmbedDim, MaxChannels, "MaxChannels")
 		}
 		if c.NormType != "group" {
 			return bad("norm_type", c.NormType, "supported: group")
 		}
 	}
+	if p := c.NumParams(); p > MaxParams {
+		return fmt.Errorf("vae config: the model would have %d parameters, over the limit of %d (MaxParams); check block_out_channels and layers_per_block", p, MaxParams)
+	}
 	return nil
+}
+
+// NumParams is the number of parameters a model built from c has, counted
+// without allocating them. c must have passed the other checks of Validate.
+func (c *Config) NumParams() int {
+	ps := nn.NewCounter()
+	if c.ClassName == ClassVQ {
+		buildVQ(c, ps)
+	} else {
+		buildKL(c, ps)
+	}
+	return ps.Count()
+}
+
+func tooBig(key string, value, limit int, name string) error {
+	return fmt.Errorf("vae config: %s = %d is over the limit of %d (%s)", key, value, limit, name)
 }
 
 // EmbedDim is the VQ codebook vector size (vq_embed_dim, or latent_channels).

@@ -34,14 +34,18 @@ func NewVQModel(c *Config) (*VQModel, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	ps := &nn.Params{}
+	return buildVQ(c, &nn.Params{}), nil
+}
+
+// buildVQ lays the model out on ps, as buildKL does.
+func buildVQ(c *Config, ps *nn.Params) *VQModel {
 	v := &VQModel{Config: c, Params: ps}
 	v.Encoder = newEncoder(ps, c, c.LatentChannels)
 	v.QuantConv = nn.NewConv2d(ps, "quant_conv", c.LatentChannels, c.EmbedDim(), 1, 1, 0)
 	v.Codebook = ps.New("quantize.embedding.weight", c.NumVQEmbeddings, c.EmbedDim())
 	v.PostQuantConv = nn.NewConv2d(ps, "post_quant_conv", c.EmbedDim(), c.LatentChannels, 1, 1, 0)
 	v.Decoder = newDecoder(ps, c)
-	return v, nil
+	return v
 }
 
 // LoadVQModel reads config.json and the weights from a model folder.

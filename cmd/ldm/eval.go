@@ -57,6 +57,8 @@ func runEval(ctx context.Context, e *env, args []string) error {
 		return usagef("--guidance must be 0 or more, got %v", *guidance)
 	case *batch < 1:
 		return usagef("--batch-size must be at least 1")
+	case *n > pipeline.MaxEvalSamples:
+		return usagef("-n must be at most %d (pipeline.MaxEvalSamples), got %d", pipeline.MaxEvalSamples, *n)
 	}
 	p, err := loadModel(*model)
 	if err != nil {

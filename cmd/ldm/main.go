@@ -74,7 +74,7 @@ func run(ctx context.Context, e *env, args []string) int {
 		printUsage(e.stderr)
 		return 2
 	}
-	err := c.run(ctx, e, args[1:])
+	err := runCommand(ctx, e, c, args[1:])
 	var ue usageError
 	switch {
 	case err == nil:
@@ -91,6 +91,26 @@ func run(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(e.stderr, "ldm %s: %v\n", c.name, err)
 		return 1
 	}
+}
+
+// internalError is a panic caught at the top of a command: a bug, since
+// every user input is validated before use, reported as one line instead
+// of a Go trace.
+type internalError struct{ v any }
+
+func (e internalError) Error() string {
+	return fmt.Sprintf("internal error (a bug in ldm, please report it with the command line): %v", e.v)
+}
+
+// runCommand runs c, turning a panic on the command's own goroutine into
+// an internalError as a last resort.
+func runCommand(ctx context.Context, e *env, c *command, args []string) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = internalError{v}
+		}
+	}()
+	return c.run(ctx, e, args)
 }
 
 func printUsage(w io.Writer) {

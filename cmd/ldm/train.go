@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ldm-go/ldm/diffusion"
+	"github.com/ldm-go/ldm/internal/checkpoint"
 	"github.com/ldm-go/ldm/internal/dataset"
 	"github.com/ldm-go/ldm/internal/imageio"
 	"github.com/ldm-go/ldm/internal/presets"
@@ -48,11 +50,13 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 // commonTrain holds the flags every trainer takes.
 type commonTrain struct {
 	data, out, config, preset, ckptDir string
-	channels, size, batch, threads     int
-	labels, flip, resume, quiet        bool
-	seed                               uint64
-	ckptEvery, keep                    int
-	opts                               nn.TrainOptions
+	// defPreset is the architecture when neither --config nor --preset is given.
+	defPreset                      string
+	channels, size, batch, threads int
+	labels, flip, resume, quiet    bool
+	seed                           uint64
+	ckptEvery, keep                int
+	opts                           nn.TrainOptions
 }
 
 func (c *commonTrain) register(fs *flag.FlagSet, preset string, defaults nn.TrainOptions) {
@@ -64,7 +68,8 @@ func (c *commonTrain) register(fs *flag.FlagSet, preset string, defaults nn.Trai
 	fs.BoolVar(&c.flip, "flip", false, "mirror training images at random")
 	fs.StringVar(&c.out, "out", "", "output folder (required)")
 	fs.StringVar(&c.config, "config", "", "architecture as a diffusers config.json")
-	fs.StringVar(&c.preset, "preset", preset, "named architecture (see ldm train ... -h)")
+	c.defPreset = preset
+	fs.StringVar(&c.preset, "preset", "", fmt.Sprintf("named architecture (default %q unless --config is given; see ldm train ... -h)", preset))
 	fs.IntVar(&c.opts.Steps, "steps", c.opts.Steps, "optimiser steps")
 	fs.IntVar(&c.batch, "batch-size", 64, "images per micro-batch")
 	fs.Float64Var(&c.opts.LearningRate, "lr", c.opts.LearningRate, "learning rate")
@@ -134,7 +139,7 @@ func (l *trainLoop) run(ctx context.Context, what string) error {
 		step, detail, err := l.step()
 		if err != nil {
 			bar.finish()
-			return fmt.Errorf("%w (the last checkpoint in %s is kept)", err, l.c.ckptDir)
+			return stepFailed(err, l.c.ckptDir)
 		}
 		bar.set(int64(step), detail)
 		if step%l.c.ckptEvery == 0 || step == l.c.opts.Steps {
@@ -171,7 +176,7 @@ func trainVAE(ctx context.Context, e *env, args []string) error {
 	if err := c.check(); err != nil {
 		return err
 	}
-	cfgBytes, src, err := architecture(c.config, c.preset, presets.VAE)
+	cfgBytes, src, err := c.architecture(presets.VAE)
 	if err != nil {
 		return err
 	}
@@ -296,7 +301,7 @@ func trainUNet(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	cfgBytes, src, err := architecture(c.config, c.preset, presets.UNet)
+	cfgBytes, src, err := c.architecture(presets.UNet)
 	if err != nil {
 		return err
 	}
@@ -458,4 +463,28 @@ func writeSampleGrid(ctx context.Context, p *pipeline.Pipeline, path string, ste
 	}
 	meta, _ := json.Marshal(map[string]any{"steps": steps, "seed": seed})
 	return imageio.SavePNG(path, grid, map[string]string{"Software": "ldm", "ldm.training-samples": string(meta)})
+}
+
+// stepFailed explains a failed training step: which checkpoint survives
+// and, for a loss or gradient gone NaN or infinite, what to change.
+func stepFailed(err error, ckptDir string) error {
+	kept := fmt.Sprintf("no checkpoint was written yet in %s", ckptDir)
+	if dir, step, lerr := checkpoint.Latest(ckptDir); lerr == nil && dir != "" {
+		kept = fmt.Sprintf("the last good checkpoint, step %d, is kept in %s; --resume continues from it", step, dir)
+	}
+	var nf *nn.ErrNonFinite
+	if errors.As(err, &nf) {
+		return fmt.Errorf("%w: training diverged (%s); lower --lr, set --max-grad-norm or check the data", err, kept)
+	}
+	return fmt.Errorf("%w (%s)", err, kept)
+}
+
+// architecture is the config.json bytes of --config, or of --preset (its
+// default when neither is given), and where they came from.
+func (c *commonTrain) architecture(presets map[string]string) ([]byte, string, error) {
+	p := c.preset
+	if p == "" && c.config == "" {
+		p = c.defPreset
+	}
+	return architecture(c.config, p, presets)
 }
