@@ -47,50 +47,58 @@ func projectCF(dst []float32, l *Linear, x []float32, n int) {
 }
 
 // Forward returns attention(x) + x, divided by RescaleOutputFactor.
-func (a *Attention) Forward(x *Tensor) *Tensor {
+func (a *Attention) Forward(x *Tensor) *Tensor { return a.ForwardWS(nil, x) }
+
+// ForwardWS is Forward with buffers from ws. The projections of all images
+// run as one GEMM each, on the batch laid out channel-major [C, N*HW].
+func (a *Attention) ForwardWS(ws *Workspace, x *Tensor) *Tensor {
 	hw := x.HW()
 	c := x.C
 	inner := a.Heads * a.HeadDim
+	ncols := x.N * hw
 	h := x
 	if a.GroupNorm != nil {
-		h = a.GroupNorm.Forward(x)
+		h = a.GroupNorm.ForwardWS(ws, x)
 	}
-	y := NewTensor(x.N, x.C, x.H, x.W)
-	q := make([]float32, inner*hw)
-	k := make([]float32, inner*hw)
-	v := make([]float32, inner*hw)
-	o := make([]float32, inner*hw)
-	scores := make([]float32, hw*hw)
+	xc := h.Data
+	if x.N > 1 {
+		xc = ws.Floats(c * ncols)
+		kernel.Im2col(xc, h.Data, kernel.ConvShape{N: x.N, C: c, H: x.H, W: x.W, OutC: c, KH: 1, KW: 1, Stride: 1})
+	}
+	q := ws.Floats(inner * ncols)
+	k := ws.Floats(inner * ncols)
+	v := ws.Floats(inner * ncols)
+	projectCF(q, a.ToQ, xc, ncols)
+	projectCF(k, a.ToK, xc, ncols)
+	projectCF(v, a.ToV, xc, ncols)
+	if x.N > 1 {
+		ws.Release(xc)
+	}
+	if h != x {
+		ws.ReleaseTensor(h)
+	}
+	o := ws.Floats(inner * ncols)
+	work := ws.Floats(kernel.AttentionWork(x.N, a.Heads, hw, a.HeadDim))
 	scale := float32(1 / math.Sqrt(float64(a.HeadDim)))
-	d := a.HeadDim
-	for n := 0; n < x.N; n++ {
-		hn := h.Data[n*c*hw : (n+1)*c*hw]
-		// q, k, v are [inner, hw]: head i owns rows [i*d, (i+1)*d).
-		projectCF(q, a.ToQ, hn, hw)
-		projectCF(k, a.ToK, hn, hw)
-		projectCF(v, a.ToV, hn, hw)
-		for head := 0; head < a.Heads; head++ {
-			qh := q[head*d*hw:]
-			kh := k[head*d*hw:]
-			vh := v[head*d*hw:]
-			// scores[i, j] = scale * sum_e q[e, i] k[e, j]
-			blas.Sgemm(true, false, hw, hw, d, scale, qh, hw, kh, hw, 0, scores, hw)
-			kernel.SoftmaxRows(scores, hw, hw)
-			// o[e, i] = sum_j v[e, j] p[i, j]
-			blas.Sgemm(false, true, d, hw, hw, 1, vh, hw, scores, hw, 0, o[head*d*hw:], hw)
-		}
-		yn := y.Data[n*c*hw : (n+1)*c*hw]
-		projectCF(yn, a.ToOut, o, hw)
-		xn := x.Data[n*c*hw : (n+1)*c*hw]
-		if a.RescaleOutputFactor == 1 {
-			for i := range yn {
-				yn[i] += xn[i]
-			}
-		} else {
-			for i := range yn {
-				yn[i] = (yn[i] + xn[i]) / a.RescaleOutputFactor
-			}
-		}
+	kernel.AttentionCore(o, q, k, v, x.N, a.Heads, a.HeadDim, hw, scale, work)
+	ws.Release(work)
+	ws.Release(q)
+	ws.Release(k)
+	ws.Release(v)
+	y := ws.Tensor(x.N, x.C, x.H, x.W)
+	if x.N == 1 {
+		projectCF(y.Data, a.ToOut, o, ncols)
+	} else {
+		yc := ws.Floats(c * ncols)
+		blas.Sgemm(false, false, c, ncols, inner, 1, a.ToOut.Weight.Data, inner, o, ncols, 0, yc, ncols)
+		kernel.FromChannelMajor(y.Data, yc, a.ToOut.Bias.Data, x.N, c, hw)
+		ws.Release(yc)
+	}
+	ws.Release(o)
+	if a.RescaleOutputFactor == 1 {
+		kernel.Add(y.Data, y.Data, x.Data)
+	} else {
+		kernel.AddScale(y.Data, y.Data, x.Data, a.RescaleOutputFactor)
 	}
 	return y
 }
@@ -134,58 +142,48 @@ func NewResnetBlock2D(ps *Params, prefix string, in, out, tembDim, groups int, e
 
 // Forward applies the block. tembAct is SiLU(temb) [N, tembDim] or nil.
 func (r *ResnetBlock2D) Forward(x *Tensor, tembAct []float32) *Tensor {
-	h := r.Norm1.Forward(x)
-	kernel.SiLU(h.Data, h.Data)
-	h = r.Conv1.Forward(h)
+	return r.ForwardWS(nil, x, tembAct)
+}
+
+// ForwardWS is Forward with buffers from ws.
+func (r *ResnetBlock2D) ForwardWS(ws *Workspace, x *Tensor, tembAct []float32) *Tensor {
+	h0 := r.Norm1.ForwardWS(ws, x)
+	kernel.SiLU(h0.Data, h0.Data)
+	h := r.Conv1.ForwardWS(ws, h0)
+	ws.ReleaseTensor(h0)
 	hw := h.HW()
 	var t []float32
 	if r.TimeEmbProj != nil && tembAct != nil {
-		t = r.TimeEmbProj.Forward(tembAct, x.N)
+		t = r.TimeEmbProj.ForwardWS(ws, tembAct, x.N)
 	}
 	if !r.ScaleShift {
 		if t != nil {
-			for n := 0; n < h.N; n++ {
-				for c := 0; c < h.C; c++ {
-					tv := t[n*h.C+c]
-					p := h.Data[(n*h.C+c)*hw : (n*h.C+c+1)*hw]
-					for i := range p {
-						p[i] += tv
-					}
-				}
-			}
+			kernel.AddPlanes(h.Data, t, h.N*h.C, hw)
 		}
-		h = r.Norm2.Forward(h)
+		r.Norm2.Apply(h, h)
 	} else {
-		h = r.Norm2.Forward(h)
+		r.Norm2.Apply(h, h)
 		if t != nil {
-			for n := 0; n < h.N; n++ {
-				for c := 0; c < h.C; c++ {
-					scale := 1 + t[n*2*h.C+c]
-					shift := t[n*2*h.C+h.C+c]
-					p := h.Data[(n*h.C+c)*hw : (n*h.C+c+1)*hw]
-					for i := range p {
-						p[i] = p[i]*scale + shift
-					}
-				}
-			}
+			kernel.ScaleShiftPlanes(h.Data, t, h.N, h.C, hw)
 		}
 	}
+	ws.Release(t)
 	kernel.SiLU(h.Data, h.Data)
-	h = r.Conv2.Forward(h)
+	out := r.Conv2.ForwardWS(ws, h)
+	ws.ReleaseTensor(h)
 	sc := x
 	if r.ConvShortcut != nil {
-		sc = r.ConvShortcut.Forward(x)
+		sc = r.ConvShortcut.ForwardWS(ws, x)
 	}
 	if r.OutputScaleFactor == 1 {
-		for i := range h.Data {
-			h.Data[i] += sc.Data[i]
-		}
+		kernel.Add(out.Data, out.Data, sc.Data)
 	} else {
-		for i := range h.Data {
-			h.Data[i] = (sc.Data[i] + h.Data[i]) / r.OutputScaleFactor
-		}
+		kernel.AddScale(out.Data, sc.Data, out.Data, r.OutputScaleFactor)
 	}
-	return h
+	if sc != x {
+		ws.ReleaseTensor(sc)
+	}
+	return out
 }
 
 // Downsample2D is diffusers' Downsample2D with a convolution: a 3x3
@@ -207,6 +205,9 @@ func NewDownsample2D(ps *Params, prefix string, channels, padding int) *Downsamp
 // Forward halves the resolution.
 func (d *Downsample2D) Forward(x *Tensor) *Tensor { return d.Conv.Forward(x) }
 
+// ForwardWS is Forward with buffers from ws.
+func (d *Downsample2D) ForwardWS(ws *Workspace, x *Tensor) *Tensor { return d.Conv.ForwardWS(ws, x) }
+
 // Upsample2D is diffusers' Upsample2D with a convolution: nearest 2x
 // upsampling then a 3x3 conv.
 type Upsample2D struct {
@@ -219,4 +220,12 @@ func NewUpsample2D(ps *Params, prefix string, channels int) *Upsample2D {
 }
 
 // Forward doubles the resolution.
-func (u *Upsample2D) Forward(x *Tensor) *Tensor { return u.Conv.Forward(UpsampleNearest2x(x)) }
+func (u *Upsample2D) Forward(x *Tensor) *Tensor { return u.ForwardWS(nil, x) }
+
+// ForwardWS is Forward with buffers from ws.
+func (u *Upsample2D) ForwardWS(ws *Workspace, x *Tensor) *Tensor {
+	up := UpsampleNearest2xWS(ws, x)
+	y := u.Conv.ForwardWS(ws, up)
+	ws.ReleaseTensor(up)
+	return y
+}

@@ -49,14 +49,22 @@ func (c *Conv2d) shape(x *Tensor) kernel.ConvShape {
 }
 
 // Forward returns the convolution of x.
-func (c *Conv2d) Forward(x *Tensor) *Tensor {
+func (c *Conv2d) Forward(x *Tensor) *Tensor { return c.ForwardWS(nil, x) }
+
+// ForwardWS is Forward with buffers from ws.
+func (c *Conv2d) ForwardWS(ws *Workspace, x *Tensor) *Tensor {
 	if x.C != c.In {
 		panic("nn: Conv2d: input channels do not match")
 	}
 	s := c.shape(x)
-	y := NewTensor(x.N, c.Out, s.OutH(), s.OutW())
-	work := make([]float32, kernel.ConvWork(s))
-	kernel.Conv2d(y.Data, x.Data, c.Weight.Data, c.Bias.Data, s, work)
+	y := ws.Tensor(x.N, c.Out, s.OutH(), s.OutW())
+	work := ws.Floats(kernel.ConvWork(s))
+	var bias []float32
+	if c.Bias != nil {
+		bias = c.Bias.Data
+	}
+	kernel.Conv2d(y.Data, x.Data, c.Weight.Data, bias, s, work)
+	ws.Release(work)
 	return y
 }
 
@@ -80,10 +88,18 @@ func NewGroupNorm(ps *Params, prefix string, groups, channels int, eps float64) 
 }
 
 // Forward returns the normalised x.
-func (g *GroupNorm) Forward(x *Tensor) *Tensor {
-	y := NewTensor(x.N, x.C, x.H, x.W)
-	kernel.GroupNorm(y.Data, x.Data, g.Weight.Data, g.Bias.Data, x.N, x.C, x.HW(), g.Groups, g.Eps, nil, nil)
+func (g *GroupNorm) Forward(x *Tensor) *Tensor { return g.ForwardWS(nil, x) }
+
+// ForwardWS is Forward with the output from ws.
+func (g *GroupNorm) ForwardWS(ws *Workspace, x *Tensor) *Tensor {
+	y := ws.Tensor(x.N, x.C, x.H, x.W)
+	g.Apply(y, x)
 	return y
+}
+
+// Apply writes the normalised x to y, which may be x.
+func (g *GroupNorm) Apply(y, x *Tensor) {
+	kernel.GroupNorm(y.Data, x.Data, g.Weight.Data, g.Bias.Data, x.N, x.C, x.HW(), g.Groups, g.Eps, nil, nil)
 }
 
 // Linear is y = x W^T + b with W [out, in].
@@ -98,8 +114,11 @@ func NewLinear(ps *Params, prefix string, in, out int) *Linear {
 }
 
 // Forward maps rows [n, In] to [n, Out].
-func (l *Linear) Forward(x []float32, n int) []float32 {
-	y := make([]float32, n*l.Out)
+func (l *Linear) Forward(x []float32, n int) []float32 { return l.ForwardWS(nil, x, n) }
+
+// ForwardWS is Forward with the output from ws.
+func (l *Linear) ForwardWS(ws *Workspace, x []float32, n int) []float32 {
+	y := ws.Floats(n * l.Out)
 	blas.Sgemm(false, true, n, l.Out, l.In, 1, x, l.In, l.Weight.Data, l.In, 0, y, l.Out)
 	for i := 0; i < n; i++ {
 		row := y[i*l.Out : (i+1)*l.Out]
@@ -122,8 +141,11 @@ func NewEmbedding(ps *Params, prefix string, num, dim int) *Embedding {
 }
 
 // Forward returns the rows for ids; the caller has checked 0 <= id < Num.
-func (e *Embedding) Forward(ids []int) []float32 {
-	y := make([]float32, len(ids)*e.Dim)
+func (e *Embedding) Forward(ids []int) []float32 { return e.ForwardWS(nil, ids) }
+
+// ForwardWS is Forward with the output from ws.
+func (e *Embedding) ForwardWS(ws *Workspace, ids []int) []float32 {
+	y := ws.Floats(len(ids) * e.Dim)
 	for i, id := range ids {
 		copy(y[i*e.Dim:(i+1)*e.Dim], e.Weight.Data[id*e.Dim:(id+1)*e.Dim])
 	}
@@ -138,8 +160,11 @@ func SiLU(x []float32) []float32 {
 }
 
 // UpsampleNearest2x doubles the height and width by repeating pixels.
-func UpsampleNearest2x(x *Tensor) *Tensor {
-	y := NewTensor(x.N, x.C, 2*x.H, 2*x.W)
+func UpsampleNearest2x(x *Tensor) *Tensor { return UpsampleNearest2xWS(nil, x) }
+
+// UpsampleNearest2xWS is UpsampleNearest2x with the output from ws.
+func UpsampleNearest2xWS(ws *Workspace, x *Tensor) *Tensor {
+	y := ws.Tensor(x.N, x.C, 2*x.H, 2*x.W)
 	kernel.UpsampleNearest2x(y.Data, x.Data, x.N*x.C, x.H, x.W)
 	return y
 }
@@ -156,10 +181,15 @@ func NewTimestepEmbedding(ps *Params, prefix string, in, dim int) *TimestepEmbed
 }
 
 // Forward maps [n, in] to [n, dim].
-func (t *TimestepEmbedding) Forward(x []float32, n int) []float32 {
-	h := t.Linear1.Forward(x, n)
+func (t *TimestepEmbedding) Forward(x []float32, n int) []float32 { return t.ForwardWS(nil, x, n) }
+
+// ForwardWS is Forward with buffers from ws.
+func (t *TimestepEmbedding) ForwardWS(ws *Workspace, x []float32, n int) []float32 {
+	h := t.Linear1.ForwardWS(ws, x, n)
 	kernel.SiLU(h, h)
-	return t.Linear2.Forward(h, n)
+	y := t.Linear2.ForwardWS(ws, h, n)
+	ws.Release(h)
+	return y
 }
 
 // SinusoidalEmbedding writes diffusers' get_timestep_embedding of the
@@ -170,17 +200,14 @@ func (t *TimestepEmbedding) Forward(x []float32, n int) []float32 {
 // (half - shift), exp, times the float32 timestep.
 func SinusoidalEmbedding(dst []float32, timesteps []float32, dim int, flipSinToCos bool, freqShift float64) {
 	half := dim / 2
-	freqs := make([]float32, half)
 	negLog := float32(-math.Log(10000))
 	denom := float32(float64(half) - freqShift)
-	for i := range freqs {
-		e := negLog * float32(i)
-		e = e / denom
-		freqs[i] = float32(math.Exp(float64(e)))
-	}
 	for n, t := range timesteps {
 		row := dst[n*dim : (n+1)*dim]
-		for i, f := range freqs {
+		for i := 0; i < half; i++ {
+			e := negLog * float32(i)
+			e = e / denom
+			f := float32(math.Exp(float64(e)))
 			a := float64(t * f)
 			s, c := float32(math.Sin(a)), float32(math.Cos(a))
 			if flipSinToCos {

@@ -306,31 +306,86 @@ type StepInfo struct {
 
 // Denoise runs the reverse process on x in place with scheduler s, whose
 // timesteps are already set. noise feeds stochastic samplers. onStep, if
-// set, is called after each step; an error from it stops the loop.
+// set, is called after each step; an error from it stops the loop. The
+// tensors in StepInfo are reused by the next step.
 func (p *Pipeline) Denoise(ctx context.Context, s scheduler.Scheduler, x *tensor.Dense, cond Conditioning, noise scheduler.Noise, onStep func(StepInfo) error) error {
-	in := tensor.New(tensor.WithShape(x.Shape().Clone()...), tensor.Of(tensor.Float32))
+	d, err := p.newDenoiser(s, x, cond, noise)
+	if err != nil {
+		return err
+	}
 	for i, t := range s.Timesteps() {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := s.ScaleModelInput(in, x, t); err != nil {
+		if err := d.step(t); err != nil {
 			return err
 		}
-		pred, err := p.PredictNoise(in, t, cond, s)
-		if err != nil {
-			return err
-		}
-		out, err := s.Step(pred, t, x, noise)
-		if err != nil {
-			return err
-		}
-		copy(x.Data().([]float32), out.PrevSample.Data().([]float32))
 		if onStep != nil {
-			if err := onStep(StepInfo{Index: i, Timestep: t, ModelOutput: pred, Latents: x}); err != nil {
+			if err := onStep(StepInfo{Index: i, Timestep: t, ModelOutput: d.pred, Latents: x}); err != nil {
 				return err
 			}
 		}
 	}
+	return nil
+}
+
+// denoiser holds what the steps of one Denoise call reuse, so that after
+// the first step a step allocates nothing: the UNet's workspace, the model
+// input and the prediction handed to the scheduler.
+type denoiser struct {
+	p      *Pipeline
+	s      scheduler.Scheduler
+	x      *tensor.Dense
+	cond   Conditioning
+	noise  scheduler.Noise
+	ws     *nn.Workspace
+	in     *tensor.Dense
+	inT    *nn.Tensor // in's data as the UNet takes it
+	pred   *tensor.Dense
+	ts     [1]float32
+	labels []int // [labels; null] for guidance
+}
+
+func (p *Pipeline) newDenoiser(s scheduler.Scheduler, x *tensor.Dense, cond Conditioning, noise scheduler.Noise) (*denoiser, error) {
+	if _, err := fromDense(x); err != nil {
+		return nil, err
+	}
+	d := &denoiser{p: p, s: s, x: x, cond: cond, noise: noise, ws: nn.NewWorkspace()}
+	d.in = tensor.New(tensor.WithShape(x.Shape().Clone()...), tensor.Of(tensor.Float32))
+	var err error
+	if d.inT, err = fromDense(d.in); err != nil {
+		return nil, err
+	}
+	if cond.guided() {
+		b := len(cond.Labels)
+		d.labels = make([]int, 2*b)
+		copy(d.labels, cond.Labels)
+		for i := b; i < 2*b; i++ {
+			d.labels[i] = cond.NullLabel
+		}
+	}
+	return d, nil
+}
+
+// step takes one denoising step at timestep t.
+func (d *denoiser) step(t float64) error {
+	if err := d.s.ScaleModelInput(d.in, d.x, t); err != nil {
+		return err
+	}
+	out, err := d.p.predict(d.ws, d.inT, t, d.cond, d.s, d.labels, &d.ts)
+	if err != nil {
+		return err
+	}
+	if d.pred == nil || d.pred.Shape()[1] != out.C || d.pred.Shape()[0] != out.N {
+		d.pred = tensor.New(tensor.WithShape(out.N, out.C, out.H, out.W), tensor.Of(tensor.Float32))
+	}
+	copy(d.pred.Float32s(), out.Data)
+	d.ws.ReleaseTensor(out)
+	res, err := d.s.Step(d.pred, t, d.x, d.noise)
+	if err != nil {
+		return err
+	}
+	copy(d.x.Float32s(), res.PrevSample.Float32s())
 	return nil
 }
 
@@ -343,30 +398,49 @@ func (p *Pipeline) PredictNoise(in *tensor.Dense, t float64, cond Conditioning, 
 	if err != nil {
 		return nil, err
 	}
-	ts := []float32{float32(t)}
+	var labels []int
+	if cond.guided() {
+		b := x.N
+		labels = make([]int, 2*b)
+		copy(labels, cond.Labels)
+		for i := b; i < 2*b; i++ {
+			labels[i] = cond.NullLabel
+		}
+	}
+	var ts [1]float32
+	out, err := p.predict(nil, x, t, cond, s, labels, &ts)
+	if err != nil {
+		return nil, err
+	}
+	return toDense(out), nil
+}
+
+// predict is PredictNoise on the internal tensors with buffers from ws;
+// guidedLabels is [labels; null] when cond is guided. The result comes from
+// ws.
+func (p *Pipeline) predict(ws *nn.Workspace, x *nn.Tensor, t float64, cond Conditioning, s scheduler.Scheduler, guidedLabels []int, ts *[1]float32) (*nn.Tensor, error) {
+	ts[0] = float32(t)
 	var out *nn.Tensor
+	var err error
 	if !cond.guided() {
-		if out, err = p.UNet.ForwardTensor(x, ts, cond.Labels); err != nil {
+		if out, err = p.UNet.ForwardWS(ws, x, ts[:], cond.Labels); err != nil {
 			return nil, err
 		}
 	} else {
 		// One UNet call on [x; x] with [labels; null]: each image's output
 		// does not depend on the others in the batch.
 		b := x.N
-		both := nn.NewTensor(2*b, x.C, x.H, x.W)
+		both := ws.Tensor(2*b, x.C, x.H, x.W)
 		copy(both.Data, x.Data)
 		copy(both.Data[len(x.Data):], x.Data)
-		labels := make([]int, 2*b)
-		copy(labels, cond.Labels)
-		for i := b; i < 2*b; i++ {
-			labels[i] = cond.NullLabel
-		}
-		y, err := p.UNet.ForwardTensor(both, ts, labels)
+		y, err := p.UNet.ForwardWS(ws, both, ts[:], guidedLabels)
+		ws.ReleaseTensor(both)
 		if err != nil {
 			return nil, err
 		}
 		per := len(y.Data) / (2 * b)
-		out = &nn.Tensor{Data: y.Data[:b*per], N: b, C: y.C, H: y.H, W: y.W}
+		out = ws.Tensor(b, y.C, y.H, y.W)
+		copy(out.Data, y.Data[:b*per])
 		uncond := y.Data[b*per:]
 		g := float32(cond.GuidanceScale)
 		// Guide the prediction channels only; learned variance channels
@@ -378,11 +452,14 @@ func (p *Pipeline) PredictNoise(in *tensor.Dense, t float64, cond Conditioning, 
 				out.Data[k] = uncond[k] + g*(out.Data[k]-uncond[k])
 			}
 		}
+		ws.ReleaseTensor(y)
 	}
 	if out.C != x.C && !usesLearnedVariance(s) {
-		out = firstChannels(out, x.C)
+		first := firstChannels(ws, out, x.C)
+		ws.ReleaseTensor(out)
+		out = first
 	}
-	return toDense(out), nil
+	return out, nil
 }
 
 func usesLearnedVariance(s scheduler.Scheduler) bool {
@@ -390,8 +467,8 @@ func usesLearnedVariance(s scheduler.Scheduler) bool {
 	return s.Config().ClassName == "DDPMScheduler" && (v == "learned" || v == "learned_range")
 }
 
-func firstChannels(t *nn.Tensor, c int) *nn.Tensor {
-	y := nn.NewTensor(t.N, c, t.H, t.W)
+func firstChannels(ws *nn.Workspace, t *nn.Tensor, c int) *nn.Tensor {
+	y := ws.Tensor(t.N, c, t.H, t.W)
 	hw := t.HW()
 	for i := 0; i < t.N; i++ {
 		copy(y.Data[i*c*hw:(i+1)*c*hw], t.Data[i*t.C*hw:])
@@ -443,8 +520,12 @@ func toDense(t *nn.Tensor) *tensor.Dense {
 
 func fromDense(d *tensor.Dense) (*nn.Tensor, error) {
 	s := d.Shape()
-	data, ok := d.Data().([]float32)
-	if len(s) != 4 || !ok {
+	if len(s) != 4 || d.Dtype() != tensor.Float32 {
+		return nil, errors.New("pipeline: want a float32 [N, C, H, W] tensor")
+	}
+	// Float32s, unlike Data, does not allocate.
+	data := d.Float32s()
+	if len(data) != s.TotalSize() {
 		return nil, errors.New("pipeline: want a float32 [N, C, H, W] tensor")
 	}
 	return &nn.Tensor{Data: data, N: s[0], C: s[1], H: s[2], W: s[3]}, nil

@@ -95,7 +95,7 @@ func (m *Model) timeProjectionTape(tp *nn.Tape, ts []float32) *nn.Tensor {
 		table := &nn.Embedding{Weight: m.TimeProjW, Num: m.TimeProjW.Shape[0], Dim: m.TimeProjW.Shape[1]}
 		return table.ForwardTape(tp, ids)
 	}
-	p := m.timeProjection(ts)
+	p := m.timeProjection(nil, ts)
 	t := &nn.Tensor{Data: p, N: len(ts), C: len(p) / len(ts), H: 1, W: 1}
 	tp.Constant(t)
 	return t

@@ -285,7 +285,7 @@ func (m *Model) CheckInput(n, c, h, w int, timesteps []float32, classLabels []in
 }
 
 // timeProjection computes time_proj for one value per image.
-func (m *Model) timeProjection(ts []float32) []float32 {
+func (m *Model) timeProjection(ws *nn.Workspace, ts []float32) []float32 {
 	c := m.Config
 	ch0 := c.BlockOutChannels[0]
 	n := len(ts)
@@ -293,7 +293,7 @@ func (m *Model) timeProjection(ts []float32) []float32 {
 	case "fourier":
 		// GaussianFourierProjection with log=True, flip_sin_to_cos=False:
 		// [sin(2*pi*log(t)*w), cos(2*pi*log(t)*w)] in float32 order.
-		out := make([]float32, n*2*ch0)
+		out := ws.Floats(n * 2 * ch0)
 		twoPi := float32(2 * math.Pi)
 		for i, t := range ts {
 			lt := float32(math.Log(float64(t)))
@@ -305,92 +305,128 @@ func (m *Model) timeProjection(ts []float32) []float32 {
 		}
 		return out
 	case "learned":
-		out := make([]float32, n*ch0)
+		out := ws.Floats(n * ch0)
 		for i, t := range ts {
 			copy(out[i*ch0:(i+1)*ch0], m.TimeProjW.Data[int(t)*ch0:][:ch0])
 		}
 		return out
 	}
-	out := make([]float32, n*ch0)
+	out := ws.Floats(n * ch0)
 	nn.SinusoidalEmbedding(out, ts, ch0, c.FlipSinToCos, c.FreqShift)
 	return out
 }
 
-// ForwardTensor is Forward on the models' internal tensor type.
+// ForwardTensor is Forward on the models' internal tensor type. The
+// result is the caller's; intermediate buffers are recycled within the call.
 func (m *Model) ForwardTensor(x *nn.Tensor, timesteps []float32, classLabels []int) (*nn.Tensor, error) {
+	return m.ForwardWS(nn.NewWorkspace(), x, timesteps, classLabels)
+}
+
+// ForwardWS is ForwardTensor with every buffer, the result's included, from
+// ws (nil: fresh allocations). Hand the result back with ws.ReleaseTensor
+// when done with it; then, once the model has run on a shape, calls with
+// that shape allocate nothing. The model itself is not changed, so
+// goroutines with their own workspaces may share it.
+func (m *Model) ForwardWS(ws *nn.Workspace, x *nn.Tensor, timesteps []float32, classLabels []int) (*nn.Tensor, error) {
 	if err := m.CheckInput(x.N, x.C, x.H, x.W, timesteps, classLabels); err != nil {
 		return nil, err
 	}
 	c := m.Config
 	n := x.N
-	ts := make([]float32, n)
+	tsBuf := ws.Floats(n)
+	defer ws.Release(tsBuf)
+	ts := tsBuf[:n]
 	for i := range ts {
 		ts[i] = timesteps[min(i, len(timesteps)-1)]
 	}
 	if c.CenterInputSample {
-		cx := nn.NewTensor(x.N, x.C, x.H, x.W)
-		for i, v := range x.Data {
-			cx.Data[i] = 2*v - 1
-		}
+		cx := ws.Tensor(x.N, x.C, x.H, x.W)
+		kernel.Affine(cx.Data, x.Data, 2, -1)
+		defer ws.ReleaseTensor(cx)
 		x = cx
 	}
-	emb := m.TimeEmbedding.Forward(m.timeProjection(ts), n)
+	proj := m.timeProjection(ws, ts)
+	emb := m.TimeEmbedding.ForwardWS(ws, proj, n)
+	ws.Release(proj)
 	if classLabels != nil {
 		var ce []float32
 		if m.ClassTimestep != nil {
-			fl := make([]float32, n)
+			fl := ws.Floats(n)
 			for i, l := range classLabels {
 				fl[i] = float32(l)
 			}
-			ce = m.ClassTimestep.Forward(m.timeProjection(fl), n)
+			cp := m.timeProjection(ws, fl)
+			ce = m.ClassTimestep.ForwardWS(ws, cp, n)
+			ws.Release(cp)
+			ws.Release(fl)
 		} else {
-			ce = m.ClassEmbedding.Forward(classLabels)
+			ce = m.ClassEmbedding.ForwardWS(ws, classLabels)
 		}
 		for i := range emb {
 			emb[i] += ce[i]
 		}
+		ws.Release(ce)
 	}
 	// Every resnet applies SiLU to the embedding first; do it once.
-	embAct := nn.SiLU(emb)
+	kernel.SiLU(emb, emb)
+	embAct := emb
+	defer ws.Release(embAct)
 
-	h := m.ConvIn.Forward(x)
-	skips := []*nn.Tensor{h}
+	// The skip connections live on a stack array: no allocation per call.
+	var skipArr [64]*nn.Tensor
+	skips := skipArr[:0]
+	h := m.ConvIn.ForwardWS(ws, x)
+	skips = append(skips, h)
 	for _, b := range m.DownBlocks {
 		for j, r := range b.Resnets {
-			h = r.Forward(h, embAct)
+			h = r.ForwardWS(ws, h, embAct)
 			if len(b.Attentions) > 0 {
-				h = b.Attentions[j].Forward(h)
+				h = replace(ws, h, b.Attentions[j].ForwardWS(ws, h))
 			}
 			skips = append(skips, h)
 		}
 		for _, d := range b.Downsamplers {
-			h = d.Forward(h)
+			h = d.ForwardWS(ws, h)
 			skips = append(skips, h)
 		}
 	}
 	if mb := m.MidBlock; mb != nil {
-		h = mb.Resnets[0].Forward(h, embAct)
+		// h is the last skip: keep it.
+		h = mb.Resnets[0].ForwardWS(ws, h, embAct)
 		if len(mb.Attentions) > 0 {
-			h = mb.Attentions[0].Forward(h)
+			h = replace(ws, h, mb.Attentions[0].ForwardWS(ws, h))
 		}
-		h = mb.Resnets[1].Forward(h, embAct)
+		h = replace(ws, h, mb.Resnets[1].ForwardWS(ws, h, embAct))
 	}
 	for _, b := range m.UpBlocks {
 		for j, r := range b.Resnets {
 			skip := skips[len(skips)-1]
 			skips = skips[:len(skips)-1]
-			h = r.Forward(concatChannels(h, skip), embAct)
+			cat := concatChannels(ws, h, skip)
+			if !isSkip(skips, h) && h != skip {
+				ws.ReleaseTensor(h)
+			}
+			ws.ReleaseTensor(skip)
+			h = r.ForwardWS(ws, cat, embAct)
+			ws.ReleaseTensor(cat)
 			if len(b.Attentions) > 0 {
-				h = b.Attentions[j].Forward(h)
+				h = replace(ws, h, b.Attentions[j].ForwardWS(ws, h))
 			}
 		}
 		for _, u := range b.Upsamplers {
-			h = u.Forward(h)
+			h = replace(ws, h, u.ForwardWS(ws, h))
 		}
 	}
-	h = m.ConvNormOut.Forward(h)
-	kernel.SiLU(h.Data, h.Data)
-	out := m.ConvOut.Forward(h)
+	hn := m.ConvNormOut.ForwardWS(ws, h)
+	if !isSkip(skips, h) {
+		ws.ReleaseTensor(h)
+	}
+	kernel.SiLU(hn.Data, hn.Data)
+	out := m.ConvOut.ForwardWS(ws, hn)
+	ws.ReleaseTensor(hn)
+	for _, s := range skips {
+		ws.ReleaseTensor(s)
+	}
 	if c.TimeEmbeddingType == "fourier" {
 		hw := out.C * out.HW()
 		for i := 0; i < n; i++ {
@@ -403,9 +439,25 @@ func (m *Model) ForwardTensor(x *nn.Tensor, timesteps []float32, classLabels []i
 	return out, nil
 }
 
+// replace releases old, which must not be a skip connection, and returns
+// next.
+func replace(ws *nn.Workspace, old, next *nn.Tensor) *nn.Tensor {
+	ws.ReleaseTensor(old)
+	return next
+}
+
+func isSkip(skips []*nn.Tensor, t *nn.Tensor) bool {
+	for _, s := range skips {
+		if s == t {
+			return true
+		}
+	}
+	return false
+}
+
 // concatChannels stacks a and b along the channel axis.
-func concatChannels(a, b *nn.Tensor) *nn.Tensor {
-	y := nn.NewTensor(a.N, a.C+b.C, a.H, a.W)
+func concatChannels(ws *nn.Workspace, a, b *nn.Tensor) *nn.Tensor {
+	y := ws.Tensor(a.N, a.C+b.C, a.H, a.W)
 	pa, pb := a.C*a.HW(), b.C*b.HW()
 	for i := 0; i < a.N; i++ {
 		copy(y.Data[i*(pa+pb):], a.Data[i*pa:(i+1)*pa])

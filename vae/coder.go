@@ -26,12 +26,19 @@ func newMidBlock(ps *nn.Params, prefix string, ch, groups int, attention bool) *
 	return mb
 }
 
-func (mb *MidBlock) forward(h *nn.Tensor) *nn.Tensor {
-	h = mb.Resnets[0].Forward(h, nil)
+// forward applies the block; x stays the caller's.
+func (mb *MidBlock) forward(ws *nn.Workspace, x *nn.Tensor) *nn.Tensor {
+	h := mb.Resnets[0].ForwardWS(ws, x, nil)
 	if len(mb.Attentions) > 0 {
-		h = mb.Attentions[0].Forward(h)
+		h = replace(ws, h, mb.Attentions[0].ForwardWS(ws, h))
 	}
-	return mb.Resnets[1].Forward(h, nil)
+	return replace(ws, h, mb.Resnets[1].ForwardWS(ws, h, nil))
+}
+
+// replace releases old and returns next.
+func replace(ws *nn.Workspace, old, next *nn.Tensor) *nn.Tensor {
+	ws.ReleaseTensor(old)
+	return next
 }
 
 // EncoderBlock is DownEncoderBlock2D.
@@ -85,20 +92,23 @@ func newEncoder(ps *nn.Params, c *Config, outChannels int) *Encoder {
 }
 
 // Forward encodes x.
-func (e *Encoder) Forward(x *nn.Tensor) *nn.Tensor {
-	h := e.ConvIn.Forward(x)
+func (e *Encoder) Forward(x *nn.Tensor) *nn.Tensor { return e.ForwardWS(nn.NewWorkspace(), x) }
+
+// ForwardWS is Forward with buffers, the result's included, from ws.
+func (e *Encoder) ForwardWS(ws *nn.Workspace, x *nn.Tensor) *nn.Tensor {
+	h := e.ConvIn.ForwardWS(ws, x)
 	for _, b := range e.DownBlocks {
 		for _, r := range b.Resnets {
-			h = r.Forward(h, nil)
+			h = replace(ws, h, r.ForwardWS(ws, h, nil))
 		}
 		for _, d := range b.Downsamplers {
-			h = d.Forward(h)
+			h = replace(ws, h, d.ForwardWS(ws, h))
 		}
 	}
-	h = e.MidBlock.forward(h)
-	h = e.ConvNormOut.Forward(h)
+	h = replace(ws, h, e.MidBlock.forward(ws, h))
+	e.ConvNormOut.Apply(h, h)
 	kernel.SiLU(h.Data, h.Data)
-	return e.ConvOut.Forward(h)
+	return replace(ws, h, e.ConvOut.ForwardWS(ws, h))
 }
 
 // Decoder maps latents to images.
@@ -139,18 +149,21 @@ func newDecoder(ps *nn.Params, c *Config) *Decoder {
 }
 
 // Forward decodes z.
-func (d *Decoder) Forward(z *nn.Tensor) *nn.Tensor {
-	h := d.ConvIn.Forward(z)
-	h = d.MidBlock.forward(h)
+func (d *Decoder) Forward(z *nn.Tensor) *nn.Tensor { return d.ForwardWS(nn.NewWorkspace(), z) }
+
+// ForwardWS is Forward with buffers, the result's included, from ws.
+func (d *Decoder) ForwardWS(ws *nn.Workspace, z *nn.Tensor) *nn.Tensor {
+	h := d.ConvIn.ForwardWS(ws, z)
+	h = replace(ws, h, d.MidBlock.forward(ws, h))
 	for _, b := range d.UpBlocks {
 		for _, r := range b.Resnets {
-			h = r.Forward(h, nil)
+			h = replace(ws, h, r.ForwardWS(ws, h, nil))
 		}
 		for _, u := range b.Upsamplers {
-			h = u.Forward(h)
+			h = replace(ws, h, u.ForwardWS(ws, h))
 		}
 	}
-	h = d.ConvNormOut.Forward(h)
+	d.ConvNormOut.Apply(h, h)
 	kernel.SiLU(h.Data, h.Data)
-	return d.ConvOut.Forward(h)
+	return replace(ws, h, d.ConvOut.ForwardWS(ws, h))
 }

@@ -28,49 +28,61 @@ func (s ConvShape) ColCols() int { return s.N * s.OutH() * s.OutW() }
 // Im2col writes the column matrix of x to cols: cols has ColRows rows and
 // ColCols columns (row-major); row (c, i, j) holds, for every output pixel of
 // every image, the input value under kernel tap (i, j) of channel c, or 0 in
-// the padding.
+// the padding. Rows are filled in parallel.
 func Im2col(cols, x []float32, s ConvShape) {
-	oh, ow := s.OutH(), s.OutW()
-	ncols := s.N * oh * ow
-	if len(cols) < s.ColRows()*ncols || len(x) < s.N*s.C*s.H*s.W {
+	if len(cols) < s.ColRows()*s.ColCols() || len(x) < s.N*s.C*s.H*s.W {
 		panic("kernel: Im2col: buffer too small")
 	}
-	for c := 0; c < s.C; c++ {
-		for i := 0; i < s.KH; i++ {
-			for j := 0; j < s.KW; j++ {
-				row := cols[((c*s.KH+i)*s.KW+j)*ncols:][:ncols]
-				for n := 0; n < s.N; n++ {
-					img := x[(n*s.C+c)*s.H*s.W:][:s.H*s.W]
-					dst := row[n*oh*ow:][:oh*ow]
-					for y := 0; y < oh; y++ {
-						iy := y*s.Stride - s.PadT + i
-						d := dst[y*ow:][:ow]
-						if iy < 0 || iy >= s.H {
-							clear(d)
-							continue
-						}
-						src := img[iy*s.W:][:s.W]
-						if s.Stride == 1 {
-							// Contiguous run: ix = x - PadL + j.
-							lo := max(0, s.PadL-j)
-							hi := min(ow, s.W+s.PadL-j)
-							clear(d[:max(lo, 0)])
-							if hi > lo {
-								copy(d[lo:hi], src[lo-s.PadL+j:hi-s.PadL+j])
-							}
-							if hi < ow {
-								clear(d[max(hi, 0):])
-							}
-							continue
-						}
-						for xo := 0; xo < ow; xo++ {
-							ix := xo*s.Stride - s.PadL + j
-							if ix < 0 || ix >= s.W {
-								d[xo] = 0
-							} else {
-								d[xo] = src[ix]
-							}
-						}
+	t := im2colTasks.get()
+	*t = im2colTask{cols: cols, x: x, s: s}
+	Parallel(s.ColRows(), s.ColRows()*s.ColCols(), t)
+	im2colTasks.put(t)
+}
+
+type im2colTask struct {
+	cols, x []float32
+	s       ConvShape
+}
+
+var im2colTasks freeList[im2colTask]
+
+func (t *im2colTask) Run(lo, hi int) {
+	s := t.s
+	oh, ow := s.OutH(), s.OutW()
+	ncols := s.N * oh * ow
+	for r := lo; r < hi; r++ {
+		c, i, j := r/(s.KH*s.KW), r/s.KW%s.KH, r%s.KW
+		row := t.cols[r*ncols:][:ncols]
+		for n := 0; n < s.N; n++ {
+			img := t.x[(n*s.C+c)*s.H*s.W:][:s.H*s.W]
+			dst := row[n*oh*ow:][:oh*ow]
+			for y := 0; y < oh; y++ {
+				iy := y*s.Stride - s.PadT + i
+				d := dst[y*ow:][:ow]
+				if iy < 0 || iy >= s.H {
+					clear(d)
+					continue
+				}
+				src := img[iy*s.W:][:s.W]
+				if s.Stride == 1 {
+					// Contiguous run: ix = x - PadL + j.
+					lo := max(0, s.PadL-j)
+					hi := min(ow, s.W+s.PadL-j)
+					clear(d[:max(lo, 0)])
+					if hi > lo {
+						copy(d[lo:hi], src[lo-s.PadL+j:hi-s.PadL+j])
+					}
+					if hi < ow {
+						clear(d[max(hi, 0):])
+					}
+					continue
+				}
+				for xo := 0; xo < ow; xo++ {
+					ix := xo*s.Stride - s.PadL + j
+					if ix < 0 || ix >= s.W {
+						d[xo] = 0
+					} else {
+						d[xo] = src[ix]
 					}
 				}
 			}
@@ -112,16 +124,52 @@ func Col2im(dx, cols []float32, s ConvShape) {
 
 // Conv2d computes dst = conv(x, weight) + bias for NCHW x and dst, weight
 // [OutC, C, KH, KW], bias [OutC] or nil. work is scratch of at least
-// ConvWork(s) floats: the column matrix and, for batches, the GEMM result
-// before it is reordered to NCHW.
+// ConvWork(s) floats. The images go through in chunks (see convChunk), so
+// the scratch stays bounded whatever the batch size; each output element
+// is the same GEMM sum whatever the chunk, so an image's output never
+// depends on the rest of its batch.
 func Conv2d(dst, x, weight, bias []float32, s ConvShape, work []float32) {
-	oh, ow := s.OutH(), s.OutW()
-	hw := oh * ow
+	hw := s.OutH() * s.OutW()
+	if len(dst) < s.N*s.OutC*hw || len(x) < s.N*s.C*s.H*s.W {
+		panic("kernel: Conv2d: buffer too small")
+	}
+	if len(work) < ConvWork(s) {
+		panic("kernel: Conv2d: work too small")
+	}
+	nb := convChunk(s)
+	in := s.C * s.H * s.W
+	for n0 := 0; n0 < s.N; n0 += nb {
+		cs := s
+		cs.N = min(nb, s.N-n0)
+		conv2dChunk(dst[n0*s.OutC*hw:], x[n0*in:], weight, bias, cs, work)
+	}
+}
+
+// maxColFloats bounds the column matrix of one chunk of images (16 MB):
+// past a few thousand columns a bigger GEMM is no faster.
+const maxColFloats = 1 << 22
+
+// convChunk is how many images Conv2d convolves with one GEMM: as many as
+// keep the column matrix under maxColFloats, and at least one.
+func convChunk(s ConvShape) int {
+	per := s.ColRows() * s.OutH() * s.OutW()
+	return max(1, min(s.N, maxColFloats/max(per, 1)))
+}
+
+// ConvWork is the scratch size Conv2d needs for shape s.
+func ConvWork(s ConvShape) int {
+	nb := convChunk(s)
+	cols := nb * s.OutH() * s.OutW()
+	if nb == 1 {
+		return s.ColRows() * cols
+	}
+	return (s.ColRows() + s.OutC) * cols
+}
+
+func conv2dChunk(dst, x, weight, bias []float32, s ConvShape, work []float32) {
+	hw := s.OutH() * s.OutW()
 	k := s.ColRows()
 	ncols := s.N * hw
-	if len(dst) < s.N*s.OutC*hw {
-		panic("kernel: Conv2d: dst too small")
-	}
 	var cols []float32
 	if s.KH == 1 && s.KW == 1 && s.Stride == 1 && s.PadT+s.PadL+s.PadB+s.PadR == 0 && s.N == 1 {
 		cols = x[:k*ncols]
@@ -139,14 +187,30 @@ func Conv2d(dst, x, weight, bias []float32, s ConvShape, work []float32) {
 	out := work[:s.OutC*ncols]
 	blas.Sgemm(false, false, s.OutC, ncols, k, 1, weight, k, cols, ncols, 0, out, ncols)
 	// out is [OutC, N, HW]; dst is [N, OutC, HW].
-	for o := 0; o < s.OutC; o++ {
+	t := reorderTasks.get()
+	*t = reorderTask{dst: dst, out: out, bias: bias, n: s.N, c: s.OutC, hw: hw}
+	Parallel(s.OutC, s.OutC*ncols, t)
+	reorderTasks.put(t)
+}
+
+// reorderTask moves a batched GEMM result [C, N, HW] to NCHW, adding the bias.
+type reorderTask struct {
+	dst, out, bias []float32
+	n, c, hw       int
+}
+
+var reorderTasks freeList[reorderTask]
+
+func (t *reorderTask) Run(lo, hi int) {
+	hw := t.hw
+	for o := lo; o < hi; o++ {
 		var b float32
-		if bias != nil {
-			b = bias[o]
+		if t.bias != nil {
+			b = t.bias[o]
 		}
-		for n := 0; n < s.N; n++ {
-			src := out[(o*s.N+n)*hw:][:hw]
-			d := dst[(n*s.OutC+o)*hw:][:hw]
+		for n := 0; n < t.n; n++ {
+			src := t.out[(o*t.n+n)*hw:][:hw]
+			d := t.dst[(n*t.c+o)*hw:][:hw]
 			for i, v := range src {
 				d[i] = v + b
 			}
@@ -154,22 +218,11 @@ func Conv2d(dst, x, weight, bias []float32, s ConvShape, work []float32) {
 	}
 }
 
-// ConvWork is the scratch size Conv2d needs for shape s.
-func ConvWork(s ConvShape) int {
-	return s.ColRows()*s.ColCols() + s.OutC*s.ColCols()
-}
-
 func addBiasNCHW(dst, bias []float32, n, c, hw int) {
 	if bias == nil {
 		return
 	}
 	for i := 0; i < n; i++ {
-		for o := 0; o < c; o++ {
-			b := bias[o]
-			d := dst[(i*c+o)*hw:][:hw]
-			for j := range d {
-				d[j] += b
-			}
-		}
+		AddPlanes(dst[i*c*hw:], bias, c, hw)
 	}
 }
