@@ -25,7 +25,7 @@ func (ps *Params) ZeroGrad() {
 
 // ForwardTape is Forward recording the backward step on tp.
 func (c *Conv2d) ForwardTape(tp *Tape, x *Tensor) *Tensor {
-	y := c.Forward(x)
+	y := tp.keep(c.ForwardWS(tp.workspace(), x))
 	s := c.shape(x)
 	tp.record(func() {
 		dy := tp.take(y)
@@ -43,7 +43,7 @@ func (c *Conv2d) ForwardTape(tp *Tape, x *Tensor) *Tensor {
 
 // ForwardTape is Forward recording the backward step on tp.
 func (g *GroupNorm) ForwardTape(tp *Tape, x *Tensor) *Tensor {
-	y := g.Forward(x)
+	y := tp.keep(g.ForwardWS(tp.workspace(), x))
 	tp.record(func() {
 		dy := tp.take(y)
 		if dy == nil {
@@ -64,7 +64,7 @@ func (l *Linear) ForwardTape(tp *Tape, x *Tensor) *Tensor {
 	if len(x.Data) != n*l.In {
 		panic("nn: Linear: input features do not match")
 	}
-	y := &Tensor{Data: l.Forward(x.Data, n), N: n, C: l.Out, H: 1, W: 1}
+	y := &Tensor{Data: tp.keepFloats(l.ForwardWS(tp.workspace(), x.Data, n)), N: n, C: l.Out, H: 1, W: 1}
 	tp.record(func() {
 		dy := tp.take(y)
 		if dy == nil {
@@ -85,7 +85,7 @@ func (l *Linear) ForwardTape(tp *Tape, x *Tensor) *Tensor {
 
 // ForwardTape returns the rows for ids as [len(ids), Dim, 1, 1].
 func (e *Embedding) ForwardTape(tp *Tape, ids []int) *Tensor {
-	y := &Tensor{Data: e.Forward(ids), N: len(ids), C: e.Dim, H: 1, W: 1}
+	y := &Tensor{Data: tp.keepFloats(e.ForwardWS(tp.workspace(), ids)), N: len(ids), C: e.Dim, H: 1, W: 1}
 	ids = append([]int(nil), ids...)
 	tp.record(func() {
 		dy := tp.take(y)
@@ -177,13 +177,13 @@ func (a *Attention) ForwardTape(tp *Tape, x *Tensor) *Tensor {
 		h = a.GroupNorm.ForwardTape(tp, x)
 	}
 	per := inner * hw
-	q := make([]float32, x.N*per)
-	k := make([]float32, x.N*per)
-	v := make([]float32, x.N*per)
-	o := make([]float32, x.N*per)
-	scores := make([]float32, hw*hw)
+	q := tp.buffer(x.N * per)
+	k := tp.buffer(x.N * per)
+	v := tp.buffer(x.N * per)
+	o := tp.buffer(x.N * per)
+	scores := tp.buffer(hw * hw)
 	scale := float32(1 / math.Sqrt(float64(d)))
-	proj := NewTensor(x.N, x.C, x.H, x.W)
+	proj := tp.tensor(x.N, x.C, x.H, x.W)
 	for n := 0; n < x.N; n++ {
 		hn := h.Data[n*c*hw : (n+1)*c*hw]
 		qn, kn, vn, on := q[n*per:][:per], k[n*per:][:per], v[n*per:][:per], o[n*per:][:per]

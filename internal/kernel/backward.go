@@ -9,11 +9,27 @@ import (
 // The backward kernels below accumulate into their destinations (dx, dw,
 // db): a tensor used twice receives the sum of both gradients, and parameter
 // gradients add up over micro-batches. Every sum runs in one fixed order, so
-// gradients are bit-identical whatever GOMAXPROCS is.
+// gradients are bit-identical whatever GOMAXPROCS is: work is split over
+// cores only where the units write disjoint outputs, and reductions that span
+// units (a weight gradient summed over images) go through per-unit partial
+// results combined in unit order afterwards.
+
+// maxBackColFloats bounds the column matrix of one chunk of images in
+// Conv2dBackward (4 MB): small enough that the im2col, GEMM and col2im of a
+// chunk stay in cache, large enough that the GEMMs are not tiny.
+const maxBackColFloats = 1 << 20
+
+// convBackChunk is how many images Conv2dBackward handles at a time. It
+// depends on the shape alone, never on the thread count, since the weight
+// gradient is summed chunk by chunk.
+func convBackChunk(s ConvShape) int {
+	per := s.ColRows() * s.OutH() * s.OutW()
+	return max(1, min(s.N, maxBackColFloats/max(per, 1)))
+}
 
 // ConvBackwardWork is the scratch size Conv2dBackward needs for shape s.
 func ConvBackwardWork(s ConvShape) int {
-	k, nc := s.ColRows(), s.ColCols()
+	k, nc := s.ColRows(), convBackChunk(s)*s.OutH()*s.OutW()
 	return k*nc + 2*s.OutC*nc + k*s.OutC
 }
 
@@ -21,110 +37,189 @@ func ConvBackwardWork(s ConvShape) int {
 // given dy = dL/ddst [N, OutC, OH, OW]: dx (may be nil when x needs no
 // gradient), dw [OutC, C, KH, KW] and db [OutC] (nil when there is no bias).
 // work holds at least ConvBackwardWork(s) floats.
+//
+// The images go through in chunks of convBackChunk(s). Per chunk, with cols
+// the column matrix [K, NHW] and dyr = dy as [OutC, NHW]: dw^T [K, OutC] +=
+// cols dyr^T, summed over the chunks by the GEMM's beta, and dx +=
+// col2im(weight^T dyr).
 func Conv2dBackward(dx, dw, db, dy, x, weight []float32, s ConvShape, work []float32) {
-	oh, ow := s.OutH(), s.OutW()
-	hw := oh * ow
+	hw := s.OutH() * s.OutW()
 	k := s.ColRows()
-	nc := s.N * hw
-	if len(dy) < s.N*s.OutC*hw || len(work) < ConvBackwardWork(s) {
+	if len(dy) < s.N*s.OutC*hw || len(x) < s.N*s.C*s.H*s.W || len(work) < ConvBackwardWork(s) {
 		panic("kernel: Conv2dBackward: buffer too small")
 	}
-	cols := work[:k*nc]
-	work = work[k*nc:]
-	dyr := work[:s.OutC*nc] // dy as [OutC, N*HW]
-	work = work[s.OutC*nc:]
-	dyt := work[:nc*s.OutC] // its transpose [N*HW, OutC]
-	work = work[nc*s.OutC:]
-	dwt := work[:k*s.OutC] // dw transposed [K, OutC]
-	work = work[k*s.OutC:]
+	if len(dw) < s.OutC*k || (dx != nil && len(dx) < s.N*s.C*s.H*s.W) || (db != nil && len(db) < s.OutC) {
+		panic("kernel: Conv2dBackward: gradient buffer too small")
+	}
+	nb := convBackChunk(s)
+	maxNC := nb * hw
+	cols := work[:k*maxNC]
+	work = work[k*maxNC:]
+	dyr := work[:s.OutC*maxNC]
+	work = work[s.OutC*maxNC:]
+	dyt := work[:maxNC*s.OutC]
+	work = work[maxNC*s.OutC:]
+	dwt := work[:k*s.OutC] // dw transposed [K, OutC], summed over chunks
 
-	for o := 0; o < s.OutC; o++ {
-		for n := 0; n < s.N; n++ {
-			copy(dyr[o*nc+n*hw:][:hw], dy[(n*s.OutC+o)*hw:][:hw])
-		}
-	}
+	in := s.C * s.H * s.W
+	out := s.OutC * hw
 	if db != nil {
-		for o := 0; o < s.OutC; o++ {
-			var sum float32
-			for _, v := range dyr[o*nc : (o+1)*nc] {
-				sum += v
-			}
-			db[o] += sum
-		}
+		biasGrad(db, dy, s.N, s.OutC, hw)
 	}
-	// dw^T [K, OutC] = cols [K, NHW] * dyr^T [NHW, OutC]; both operands are
-	// read row by row, which is what makes the GEMM fast.
-	Im2col(cols, x, s)
-	Transpose(dyt, dyr, s.OutC, nc)
-	blas.Sgemm(false, false, k, s.OutC, nc, 1, cols, nc, dyt, s.OutC, 0, dwt, s.OutC)
+	for n0 := 0; n0 < s.N; n0 += nb {
+		cs := s
+		cs.N = min(nb, s.N-n0)
+		nc := cs.N * hw
+		// dyr [OutC, nc] and its transpose dyt [nc, OutC].
+		reorderToChannelMajor(dyr[:s.OutC*nc], dy[n0*out:][:cs.N*out], cs.N, s.OutC, hw)
+		transposeParallel(dyt[:nc*s.OutC], dyr[:s.OutC*nc], s.OutC, nc)
+		// dw^T [K, OutC] += cols [K, nc] dyt [nc, OutC]: both operands are
+		// read row by row, which is what makes the GEMM fast.
+		Im2col(cols[:k*nc], x[n0*in:][:cs.N*in], cs)
+		beta := float32(1)
+		if n0 == 0 {
+			beta = 0
+		}
+		blas.Sgemm(false, false, k, s.OutC, nc, 1, cols, nc, dyt, s.OutC, beta, dwt, s.OutC)
+		if dx == nil {
+			continue
+		}
+		// dcols [K, nc] = weight^T [K, OutC] dyr [OutC, nc], reusing cols.
+		blas.Sgemm(true, false, k, nc, s.OutC, 1, weight, k, dyr, nc, 0, cols, nc)
+		col2imAdd(dx[n0*in:][:cs.N*in], cols[:k*nc], cs)
+	}
 	for o := 0; o < s.OutC; o++ {
 		row := dw[o*k : (o+1)*k]
 		for i := range row {
 			row[i] += dwt[i*s.OutC+o]
 		}
 	}
-	if dx == nil {
-		return
-	}
-	// dcols [K, NHW] = weight^T [K, OutC] * dyr [OutC, NHW], reusing cols.
-	blas.Sgemm(true, false, k, nc, s.OutC, 1, weight, k, dyr, nc, 0, cols, nc)
-	Col2im(dx, cols, s)
+}
+
+// biasGrad adds to db[o] the sum of dy over every image and pixel of
+// channel o, image by image in order.
+func biasGrad(db, dy []float32, n, c, hw int) {
+	t := bwTasks.get()
+	*t = bwTask{op: bwBias, dx: db, dy: dy, n: n, c: c, hw: hw}
+	Parallel(c, n*c*hw, t)
+	bwTasks.put(t)
+}
+
+// reorderToChannelMajor writes src [n, c, hw] to dst [c, n*hw].
+func reorderToChannelMajor(dst, src []float32, n, c, hw int) {
+	t := bwTasks.get()
+	*t = bwTask{op: bwToCM, dx: dst, dy: src, n: n, c: c, hw: hw}
+	Parallel(c, n*c*hw, t)
+	bwTasks.put(t)
+}
+
+// transposeParallel writes the transpose of the rows x cols matrix a to dst,
+// in blocks of 32 columns of a split over cores.
+func transposeParallel(dst, a []float32, rows, cols int) {
+	t := bwTasks.get()
+	*t = bwTask{op: bwTranspose, dx: dst, dy: a, n: rows, c: cols}
+	Parallel((cols+31)/32, rows*cols, t)
+	bwTasks.put(t)
+}
+
+// col2imAdd is the adjoint of Im2col, accumulated into dx: each
+// column-matrix entry is added back at the input position it was read from
+// (padding entries are dropped). Channels write disjoint planes, so they
+// are split over cores; within a pixel the taps are added in (i, j) order.
+func col2imAdd(dx, cols []float32, s ConvShape) {
+	t := bwTasks.get()
+	*t = bwTask{op: bwCol2im, dx: dx, dy: cols, s: s}
+	Parallel(s.C, s.ColRows()*s.ColCols(), t)
+	bwTasks.put(t)
 }
 
 // GroupNormBackward accumulates the gradients of GroupNorm (same arguments
 // as the forward) given dy: dx, dw and db. The statistics are recomputed
-// from x in float64, as the forward computes them.
+// from x in float64, as the forward computes them. Each (image, group) is a
+// unit of parallel work; the weight and bias gradients of each image go to
+// partial sums that are added image by image afterwards.
 func GroupNormBackward(dx, dw, db, dy, x, weight []float32, n, c, hw, groups int, eps float32) {
 	if c%groups != 0 {
 		panic("kernel: GroupNormBackward: channels not divisible by groups")
 	}
-	cpg := c / groups
-	size := cpg * hw
+	if len(x) < n*c*hw || len(dy) < n*c*hw || len(dx) < n*c*hw {
+		panic("kernel: GroupNormBackward: buffer too small")
+	}
+	part := make([]float32, 2*n*c)
+	t := gnTasks.get()
+	*t = gnBackTask{dx: dx, dy: dy, x: x, weight: weight, part: part, c: c, hw: hw, groups: groups, eps: eps}
+	Parallel(n*groups, 2*n*c*hw, t)
+	gnTasks.put(t)
 	for i := 0; i < n; i++ {
-		for g := 0; g < groups; g++ {
-			off := (i*c + g*cpg) * hw
-			src := x[off : off+size]
-			var s float64
-			for _, v := range src {
-				s += float64(v)
+		pw, pb := part[2*i*c:][:c], part[(2*i+1)*c:][:c]
+		for cc := 0; cc < c; cc++ {
+			dw[cc] += pw[cc]
+			db[cc] += pb[cc]
+		}
+	}
+}
+
+type gnBackTask struct {
+	dx, dy, x, weight, part []float32
+	c, hw, groups           int
+	eps                     float32
+}
+
+var gnTasks freeList[gnBackTask]
+
+func (t *gnBackTask) Run(lo, hi int) {
+	c, hw := t.c, t.hw
+	cpg := c / t.groups
+	size := cpg * hw
+	for u := lo; u < hi; u++ {
+		i, g := u/t.groups, u%t.groups
+		off := (i*c + g*cpg) * hw
+		src := t.x[off : off+size]
+		var s float64
+		for _, v := range src {
+			s += float64(v)
+		}
+		m := s / float64(size)
+		var ss float64
+		for _, v := range src {
+			d := float64(v) - m
+			ss += d * d
+		}
+		r := 1 / math.Sqrt(ss/float64(size)+float64(t.eps))
+		// With xhat = (x - m) r and g = dy * w:
+		// dx = r (g - mean(g) - xhat mean(g xhat)).
+		pw, pb := t.part[2*i*c:][:c], t.part[(2*i+1)*c:][:c]
+		var sg, sgx float64
+		for ch := 0; ch < cpg; ch++ {
+			cc := g*cpg + ch
+			w := float64(t.weight[cc])
+			var sdy, sdyx float64
+			d := t.dy[off+ch*hw : off+(ch+1)*hw]
+			xs := src[ch*hw : (ch+1)*hw]
+			xs = xs[:len(d)]
+			for j, v := range d {
+				xh := (float64(xs[j]) - m) * r
+				sdy += float64(v)
+				sdyx += float64(v) * xh
 			}
-			m := s / float64(size)
-			var ss float64
-			for _, v := range src {
-				d := float64(v) - m
-				ss += d * d
-			}
-			r := 1 / math.Sqrt(ss/float64(size)+float64(eps))
-			// With xhat = (x - m) r and g = dy * w:
-			// dx = r (g - mean(g) - xhat mean(g xhat)).
-			var sg, sgx float64
-			for ch := 0; ch < cpg; ch++ {
-				cc := g*cpg + ch
-				w := float64(weight[cc])
-				var sdy, sdyx float64
-				d := dy[off+ch*hw : off+(ch+1)*hw]
-				xs := src[ch*hw : (ch+1)*hw]
-				for j, v := range d {
-					xh := (float64(xs[j]) - m) * r
-					sdy += float64(v)
-					sdyx += float64(v) * xh
-				}
-				dw[cc] += float32(sdyx)
-				db[cc] += float32(sdy)
-				sg += sdy * w
-				sgx += sdyx * w
-			}
-			mg, mgx := sg/float64(size), sgx/float64(size)
-			for ch := 0; ch < cpg; ch++ {
-				cc := g*cpg + ch
-				w := float64(weight[cc])
-				d := dy[off+ch*hw : off+(ch+1)*hw]
-				xs := src[ch*hw : (ch+1)*hw]
-				out := dx[off+ch*hw : off+(ch+1)*hw]
-				for j, v := range d {
-					xh := (float64(xs[j]) - m) * r
-					out[j] += float32(r * (float64(v)*w - mg - xh*mgx))
-				}
+			pw[cc] = float32(sdyx)
+			pb[cc] = float32(sdy)
+			sg += sdy * w
+			sgx += sdyx * w
+		}
+		mg, mgx := sg/float64(size), sgx/float64(size)
+		for ch := 0; ch < cpg; ch++ {
+			cc := g*cpg + ch
+			w := float64(t.weight[cc])
+			d := t.dy[off+ch*hw : off+(ch+1)*hw]
+			xs := src[ch*hw : (ch+1)*hw]
+			out := t.dx[off+ch*hw : off+(ch+1)*hw]
+			xs, out = xs[:len(d)], out[:len(d)]
+			// r (v w - mg - (x - m) r mgx) = v (r w) + (x a + b).
+			rw, a := r*w, -r*r*mgx
+			b := -r*mg - m*a
+			for j, v := range d {
+				out[j] += float32(float64(v)*rw + float64(xs[j])*a + b)
 			}
 		}
 	}
@@ -133,10 +228,212 @@ func GroupNormBackward(dx, dw, db, dy, x, weight []float32, n, c, hw, groups int
 // SiLUBackward accumulates dx += dy * d/dx[x sigmoid(x)]
 // = dy * s (1 + x (1 - s)) with s = sigmoid(x).
 func SiLUBackward(dx, dy, x []float32) {
-	for i, v := range x {
-		xv := float64(v)
-		s := 1 / (1 + math.Exp(-xv))
-		dx[i] += float32(float64(dy[i]) * s * (1 + xv*(1-s)))
+	elementwiseBack(bwSiLU, dx, dy, x, 0)
+}
+
+// SiLUBackwardFromOutput is SiLUBackward given also y = SiLU(x), the
+// forward's output: sigmoid(x) is y/x, which a division gives to within a
+// float32 rounding instead of an exponential (0.5 at x = 0, where y/x is
+// undefined). y must be the output of SiLU for the same x.
+func SiLUBackwardFromOutput(dx, dy, x, y []float32) {
+	n := len(dx)
+	if len(dy) < n || len(x) < n || len(y) < n {
+		panic("kernel: backward operands shorter than dx")
+	}
+	t := bwTasks.get()
+	*t = bwTask{op: bwSiLUOut, dx: dx, dy: dy, x: x, y: y, n: n}
+	Parallel((n+ewBlock-1)/ewBlock, n, t)
+	bwTasks.put(t)
+}
+
+// AddInto accumulates dx += dy elementwise over len(dx).
+func AddInto(dx, dy []float32) { elementwiseBack(bwAdd, dx, dy, nil, 0) }
+
+// AddScaledInto accumulates dx += a*dy elementwise over len(dx).
+func AddScaledInto(dx, dy []float32, a float32) { elementwiseBack(bwAddScaled, dx, dy, nil, a) }
+
+// AddDividedInto accumulates dx += dy/d elementwise over len(dx).
+func AddDividedInto(dx, dy []float32, d float32) { elementwiseBack(bwAddDivided, dx, dy, nil, d) }
+
+func elementwiseBack(op bwOp, dx, dy, x []float32, a float32) {
+	n := len(dx)
+	if len(dy) < n || (x != nil && len(x) < n) {
+		panic("kernel: backward operands shorter than dx")
+	}
+	t := bwTasks.get()
+	*t = bwTask{op: op, dx: dx, dy: dy, x: x, a: a, n: n}
+	Parallel((n+ewBlock-1)/ewBlock, n, t)
+	bwTasks.put(t)
+}
+
+type bwOp int
+
+const (
+	bwSiLU       bwOp = iota // dx += dy * silu'(x), blocks of ewBlock
+	bwSiLUOut                // the same from x and y = silu(x)
+	bwAdd                    // dx += dy
+	bwAddScaled              // dx += a*dy
+	bwAddDivided             // dx += dy/a
+	bwBias                   // dx[o] += sum of dy[:, o, :], unit o
+	bwToCM                   // dx [c, n*hw] = dy [n, c, hw], unit c
+	bwTranspose              // dx = dy^T for dy [n rows, c cols], unit 32 columns
+	bwCol2im                 // dx += col2im(dy), unit channel
+	bwUpsample               // dx [planes, h, w] += 2x2 sums of dy, unit plane
+)
+
+// bwTask is the one task type of the backward kernels; its fields mean what
+// each op's comment says.
+type bwTask struct {
+	op        bwOp
+	dx, dy, x []float32
+	y         []float32
+	a         float32
+	n, c, hw  int
+	h, w      int
+	s         ConvShape
+}
+
+var bwTasks freeList[bwTask]
+
+func (t *bwTask) Run(lo, hi int) {
+	switch t.op {
+	case bwSiLU, bwSiLUOut, bwAdd, bwAddScaled, bwAddDivided:
+		i0, i1 := lo*ewBlock, min(hi*ewBlock, t.n)
+		dx, dy := t.dx[i0:i1], t.dy[i0:i1]
+		dy = dy[:len(dx)]
+		switch t.op {
+		case bwSiLU:
+			x := t.x[i0:i1]
+			x = x[:len(dx)]
+			for i, v := range x {
+				xv := float64(v)
+				s := 1 / (1 + exp64(-xv))
+				dx[i] += float32(float64(dy[i]) * s * (1 + xv*(1-s)))
+			}
+		case bwSiLUOut:
+			x, y := t.x[i0:i1], t.y[i0:i1]
+			x, y = x[:len(dx)], y[:len(dx)]
+			for i, v := range x {
+				xv := float64(v)
+				s := 0.5
+				if v != 0 {
+					s = float64(y[i]) / xv
+				}
+				dx[i] += float32(float64(dy[i]) * s * (1 + xv*(1-s)))
+			}
+		case bwAdd:
+			for i, v := range dy {
+				dx[i] += v
+			}
+		case bwAddScaled:
+			a := t.a
+			for i, v := range dy {
+				dx[i] += a * v
+			}
+		case bwAddDivided:
+			a := t.a
+			for i, v := range dy {
+				dx[i] += v / a
+			}
+		}
+	case bwBias:
+		for o := lo; o < hi; o++ {
+			var sum float32
+			for i := 0; i < t.n; i++ {
+				for _, v := range t.dy[(i*t.c+o)*t.hw:][:t.hw] {
+					sum += v
+				}
+			}
+			t.dx[o] += sum
+		}
+	case bwToCM:
+		nhw := t.n * t.hw
+		for o := lo; o < hi; o++ {
+			for i := 0; i < t.n; i++ {
+				copy(t.dx[o*nhw+i*t.hw:][:t.hw], t.dy[(i*t.c+o)*t.hw:][:t.hw])
+			}
+		}
+	case bwTranspose:
+		rows, cols := t.n, t.c
+		const blk = 32
+		for j0 := lo * blk; j0 < min(hi*blk, cols); j0 += blk {
+			j1 := min(j0+blk, cols)
+			for i0 := 0; i0 < rows; i0 += blk {
+				i1 := min(i0+blk, rows)
+				for j := j0; j < j1; j++ {
+					d := t.dx[j*rows+i0 : j*rows+i1]
+					for k := range d {
+						d[k] = t.dy[(i0+k)*cols+j]
+					}
+				}
+			}
+		}
+	case bwCol2im:
+		col2imChannels(t.dx, t.dy, t.s, lo, hi)
+	case bwUpsample:
+		h, w := t.h, t.w
+		w2 := 2 * w
+		for p := lo; p < hi; p++ {
+			src := t.dy[p*4*h*w:][:4*h*w]
+			out := t.dx[p*h*w:][:h*w]
+			for y := 0; y < h; y++ {
+				r0 := src[2*y*w2:][:w2]
+				r1 := src[(2*y+1)*w2:][:w2]
+				o := out[y*w:][:w]
+				for xx := range o {
+					o[xx] += (r0[2*xx] + r0[2*xx+1]) + (r1[2*xx] + r1[2*xx+1])
+				}
+			}
+		}
+	}
+}
+
+// col2imChannels is col2imAdd for channels [lo, hi).
+func col2imChannels(dx, cols []float32, s ConvShape, lo, hi int) {
+	oh, ow := s.OutH(), s.OutW()
+	hw := oh * ow
+	ncols := s.N * hw
+	plane := s.H * s.W
+	for c := lo; c < hi; c++ {
+		for n := 0; n < s.N; n++ {
+			img := dx[(n*s.C+c)*plane:][:plane]
+			for i := 0; i < s.KH; i++ {
+				for j := 0; j < s.KW; j++ {
+					src := cols[((c*s.KH+i)*s.KW+j)*ncols+n*hw:][:hw]
+					// Output columns [xlo, xhi) read inside the image.
+					xlo, xhi := 0, ow
+					if s.Stride == 1 {
+						xlo = max(0, s.PadL-j)
+						xhi = min(ow, s.W+s.PadL-j)
+					}
+					for y := 0; y < oh; y++ {
+						iy := y*s.Stride - s.PadT + i
+						if iy < 0 || iy >= s.H {
+							continue
+						}
+						d := img[iy*s.W:][:s.W]
+						sr := src[y*ow:][:ow]
+						if s.Stride == 1 {
+							if xhi > xlo {
+								dd := d[xlo-s.PadL+j : xhi-s.PadL+j]
+								ss := sr[xlo:xhi]
+								ss = ss[:len(dd)]
+								for k, v := range ss {
+									dd[k] += v
+								}
+							}
+							continue
+						}
+						for xo := 0; xo < ow; xo++ {
+							ix := xo*s.Stride - s.PadL + j
+							if ix >= 0 && ix < s.W {
+								d[ix] += sr[xo]
+							}
+						}
+					}
+				}
+			}
+		}
 	}
 }
 
@@ -159,17 +456,8 @@ func SoftmaxRowsBackward(dp, p []float32, rows, n int) {
 // UpsampleNearest2xBackward accumulates into dx [planes, h, w] the sum of
 // the four gradients of dy [planes, 2h, 2w] each input pixel was copied to.
 func UpsampleNearest2xBackward(dx, dy []float32, planes, h, w int) {
-	w2 := 2 * w
-	for p := 0; p < planes; p++ {
-		src := dy[p*4*h*w:][:4*h*w]
-		out := dx[p*h*w:][:h*w]
-		for y := 0; y < h; y++ {
-			r0 := src[2*y*w2:][:w2]
-			r1 := src[(2*y+1)*w2:][:w2]
-			o := out[y*w:][:w]
-			for xx := range o {
-				o[xx] += (r0[2*xx] + r0[2*xx+1]) + (r1[2*xx] + r1[2*xx+1])
-			}
-		}
-	}
+	t := bwTasks.get()
+	*t = bwTask{op: bwUpsample, dx: dx[:planes*h*w], dy: dy[:planes*4*h*w], h: h, w: w}
+	Parallel(planes, 5*planes*h*w, t)
+	bwTasks.put(t)
 }
