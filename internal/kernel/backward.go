@@ -75,7 +75,7 @@ func Conv2dBackward(dx, dw, db, dy, x, weight []float32, s ConvShape, work []flo
 		transposeParallel(dyt[:nc*s.OutC], dyr[:s.OutC*nc], s.OutC, nc)
 		// dw^T [K, OutC] += cols [K, nc] dyt [nc, OutC]: both operands are
 		// read row by row, which is what makes the GEMM fast.
-		Im2col(cols[:k*nc], x[n0*in:][:cs.N*in], cs)
+		im2colBack(cols[:k*nc], x[n0*in:][:cs.N*in], cs)
 		beta := float32(1)
 		if n0 == 0 {
 			beta = 0
@@ -120,6 +120,74 @@ func transposeParallel(dst, a []float32, rows, cols int) {
 	*t = bwTask{op: bwTranspose, dx: dst, dy: a, n: rows, c: cols}
 	Parallel((cols+31)/32, rows*cols, t)
 	bwTasks.put(t)
+}
+
+// is3x3Same reports whether s is a 3x3 convolution with stride 1 and
+// padding 1 on every side, whose output has the input's size.
+func is3x3Same(s ConvShape) bool {
+	return s.KH == 3 && s.KW == 3 && s.Stride == 1 && s.PadT == 1 && s.PadL == 1 && s.PadB == 1 && s.PadR == 1 && s.W >= 2 && s.H >= 2
+}
+
+// im2colBack is Im2col (the same values) with fast paths for the shapes
+// that dominate training: 1x1 convolutions, whose column matrix is x in
+// channel-major order, and 3x3 "same" convolutions.
+func im2colBack(cols, x []float32, s ConvShape) {
+	switch {
+	case s.KH == 1 && s.KW == 1 && s.Stride == 1 && s.PadT+s.PadL+s.PadB+s.PadR == 0:
+		reorderToChannelMajor(cols[:s.C*s.N*s.H*s.W], x, s.N, s.C, s.H*s.W)
+	case is3x3Same(s):
+		t := bwTasks.get()
+		*t = bwTask{op: bwIm2col3x3, dx: cols, dy: x, s: s}
+		Parallel(s.C, s.ColRows()*s.ColCols(), t)
+		bwTasks.put(t)
+	default:
+		Im2col(cols, x, s)
+	}
+}
+
+// im2col3x3 writes the rows of channels [lo, hi) of the column matrix of a
+// 3x3 "same" convolution. Row (c, i, j) of image n is the image plane
+// shifted by (i-1) rows and (j-1) columns: as flat arrays, the plane moved
+// by (i-1)*w + (j-1) elements, after which the pixels that read outside the
+// image (one edge row and one edge column) are zeroed.
+func im2col3x3(cols, x []float32, s ConvShape, lo, hi int) {
+	h, w := s.H, s.W
+	hw := h * w
+	ncols := s.N * hw
+	for c := lo; c < hi; c++ {
+		for n := 0; n < s.N; n++ {
+			src := x[(n*s.C+c)*hw:][:hw]
+			for i := 0; i < 3; i++ {
+				for j := 0; j < 3; j++ {
+					d := cols[(c*9+i*3+j)*ncols+n*hw:][:hw]
+					delta := (i-1)*w + (j - 1)
+					if delta >= 0 {
+						copy(d[:hw-delta], src[delta:])
+						clear(d[hw-delta:])
+					} else {
+						copy(d[-delta:], src[:hw+delta])
+						clear(d[:-delta])
+					}
+					switch i {
+					case 0:
+						clear(d[:w])
+					case 2:
+						clear(d[hw-w:])
+					}
+					switch j {
+					case 0:
+						for y := 0; y < hw; y += w {
+							d[y] = 0
+						}
+					case 2:
+						for y := w - 1; y < hw; y += w {
+							d[y] = 0
+						}
+					}
+				}
+			}
+		}
+	}
 }
 
 // col2imAdd is the adjoint of Im2col, accumulated into dx: each
@@ -279,6 +347,7 @@ const (
 	bwTranspose              // dx = dy^T for dy [n rows, c cols], unit 32 columns
 	bwCol2im                 // dx += col2im(dy), unit channel
 	bwUpsample               // dx [planes, h, w] += 2x2 sums of dy, unit plane
+	bwIm2col3x3              // dx = im2col of dy for a 3x3 "same" conv, unit channel
 )
 
 // bwTask is the one task type of the backward kernels; its fields mean what
@@ -368,6 +437,8 @@ func (t *bwTask) Run(lo, hi int) {
 				}
 			}
 		}
+	case bwIm2col3x3:
+		im2col3x3(t.dx, t.dy, t.s, lo, hi)
 	case bwCol2im:
 		col2imChannels(t.dx, t.dy, t.s, lo, hi)
 	case bwUpsample:
@@ -390,6 +461,10 @@ func (t *bwTask) Run(lo, hi int) {
 
 // col2imChannels is col2imAdd for channels [lo, hi).
 func col2imChannels(dx, cols []float32, s ConvShape, lo, hi int) {
+	if is3x3Same(s) {
+		col2im3x3(dx, cols, s, lo, hi)
+		return
+	}
 	oh, ow := s.OutH(), s.OutW()
 	hw := oh * ow
 	ncols := s.N * hw
@@ -432,6 +507,53 @@ func col2imChannels(dx, cols []float32, s ConvShape, lo, hi int) {
 						}
 					}
 				}
+			}
+		}
+	}
+}
+
+// col2im3x3 is col2imChannels for the 3x3 convolutions with padding 1 and
+// stride 1 that make up most of a UNet or VAE. Output and input planes have
+// the same size, and input pixel (y, x) was read by tap (i, j) of output
+// pixel (y+1-i, x+1-j): each dx element gathers its nine contributions in
+// one sum, instead of nine passes adding into it.
+func col2im3x3(dx, cols []float32, s ConvShape, lo, hi int) {
+	h, w := s.H, s.W
+	hw := h * w
+	ncols := s.N * hw
+	zero := make([]float32, w)
+	for c := lo; c < hi; c++ {
+		for n := 0; n < s.N; n++ {
+			img := dx[(n*s.C+c)*hw:][:hw]
+			var taps [9][]float32
+			for t := range taps {
+				taps[t] = cols[(c*9+t)*ncols+n*hw:][:hw]
+			}
+			for y := 0; y < h; y++ {
+				// rows[i][j] is the row of tap (i, j) at output row y+1-i, or
+				// zeros where that row is outside the image.
+				var rows [3][3][]float32
+				for i := 0; i < 3; i++ {
+					yy := y + 1 - i
+					for j := 0; j < 3; j++ {
+						if yy < 0 || yy >= h {
+							rows[i][j] = zero
+						} else {
+							rows[i][j] = taps[i*3+j][yy*w:][:w]
+						}
+					}
+				}
+				a0, a1, a2 := rows[0][0][:w], rows[0][1][:w], rows[0][2][:w]
+				b0, b1, b2 := rows[1][0][:w], rows[1][1][:w], rows[1][2][:w]
+				c0, c1, c2 := rows[2][0][:w], rows[2][1][:w], rows[2][2][:w]
+				d := img[y*w:][:w]
+				// x = 0 has no tap j = 2 (it would read x-1).
+				d[0] += a0[1] + a1[0] + b0[1] + b1[0] + c0[1] + c1[0]
+				for x := 1; x < w-1; x++ {
+					d[x] += a0[x+1] + a1[x] + a2[x-1] + b0[x+1] + b1[x] + b2[x-1] + c0[x+1] + c1[x] + c2[x-1]
+				}
+				// x = w-1 has no tap j = 0.
+				d[w-1] += a1[w-1] + a2[w-2] + b1[w-1] + b2[w-2] + c1[w-1] + c2[w-2]
 			}
 		}
 	}

@@ -314,3 +314,29 @@ func TestSiLUBackwardFromOutput(t *testing.T) {
 		}
 	}
 }
+
+// TestIm2colBackMatchesIm2col checks the fast column-matrix paths against
+// the general one, value for value.
+func TestIm2colBackMatchesIm2col(t *testing.T) {
+	r := rand.New(rand.NewPCG(16, 17))
+	for _, s := range []ConvShape{
+		{N: 3, C: 5, H: 2, W: 2, OutC: 1, KH: 3, KW: 3, Stride: 1, PadT: 1, PadL: 1, PadB: 1, PadR: 1},
+		{N: 2, C: 4, H: 5, W: 7, OutC: 1, KH: 3, KW: 3, Stride: 1, PadT: 1, PadL: 1, PadB: 1, PadR: 1},
+		{N: 2, C: 3, H: 33, W: 32, OutC: 1, KH: 3, KW: 3, Stride: 1, PadT: 1, PadL: 1, PadB: 1, PadR: 1},
+		{N: 3, C: 6, H: 4, W: 5, OutC: 1, KH: 1, KW: 1, Stride: 1},
+	} {
+		x := randSlice(r, s.N*s.C*s.H*s.W, 1)
+		want := make([]float32, s.ColRows()*s.ColCols())
+		got := make([]float32, len(want))
+		for i := range got {
+			got[i] = float32(math.NaN())
+		}
+		Im2col(want, x, s)
+		im2colBack(got, x, s)
+		for i := range want {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("%+v: element %d is %v, Im2col gives %v", s, i, got[i], want[i])
+			}
+		}
+	}
+}
