@@ -113,6 +113,26 @@ func reorderToChannelMajor(dst, src []float32, n, c, hw int) {
 	bwTasks.put(t)
 }
 
+// ToChannelMajor writes src [n, c, hw] to dst [c, n*hw], the layout in
+// which one GEMM covers every image of a batch.
+func ToChannelMajor(dst, src []float32, n, c, hw int) {
+	reorderToChannelMajor(dst[:c*n*hw], src[:n*c*hw], n, c, hw)
+}
+
+// AddFromChannelMajor accumulates src [c, n*hw] into dst [n, c, hw].
+func AddFromChannelMajor(dst, src []float32, n, c, hw int) {
+	t := bwTasks.get()
+	*t = bwTask{op: bwAddFromCM, dx: dst[:n*c*hw], dy: src[:c*n*hw], n: n, c: c, hw: hw}
+	Parallel(c, 2*n*c*hw, t)
+	bwTasks.put(t)
+}
+
+// TransposeParallel writes the transpose of the rows x cols matrix a to dst
+// (cols x rows), split over cores.
+func TransposeParallel(dst, a []float32, rows, cols int) {
+	transposeParallel(dst[:rows*cols], a[:rows*cols], rows, cols)
+}
+
 // transposeParallel writes the transpose of the rows x cols matrix a to dst,
 // in blocks of 32 columns of a split over cores.
 func transposeParallel(dst, a []float32, rows, cols int) {
@@ -348,6 +368,7 @@ const (
 	bwCol2im                 // dx += col2im(dy), unit channel
 	bwUpsample               // dx [planes, h, w] += 2x2 sums of dy, unit plane
 	bwIm2col3x3              // dx = im2col of dy for a 3x3 "same" conv, unit channel
+	bwAddFromCM              // dx [n, c, hw] += dy [c, n*hw], unit c
 )
 
 // bwTask is the one task type of the backward kernels; its fields mean what
@@ -420,6 +441,17 @@ func (t *bwTask) Run(lo, hi int) {
 		for o := lo; o < hi; o++ {
 			for i := 0; i < t.n; i++ {
 				copy(t.dx[o*nhw+i*t.hw:][:t.hw], t.dy[(i*t.c+o)*t.hw:][:t.hw])
+			}
+		}
+	case bwAddFromCM:
+		nhw := t.n * t.hw
+		for o := lo; o < hi; o++ {
+			for i := 0; i < t.n; i++ {
+				d := t.dx[(i*t.c+o)*t.hw:][:t.hw]
+				src := t.dy[o*nhw+i*t.hw:][:t.hw]
+				for k, v := range src {
+					d[k] += v
+				}
 			}
 		}
 	case bwTranspose:
@@ -582,4 +614,82 @@ func UpsampleNearest2xBackward(dx, dy []float32, planes, h, w int) {
 	*t = bwTask{op: bwUpsample, dx: dx[:planes*h*w], dy: dy[:planes*4*h*w], h: h, w: w}
 	Parallel(planes, 5*planes*h*w, t)
 	bwTasks.put(t)
+}
+
+// Attention backward pairs (image, head) below this many FLOPs per product
+// run one pair per goroutine with single-threaded GEMMs; above it the pairs
+// run one after another with the GEMMs themselves parallel. Each pair
+// writes its own part of dq, dk and dv, so the split changes no result.
+const attnBackParallelFlops = 1 << 21
+
+func attnBackSerial(hw, d int) bool { return 2*hw*hw*d >= attnBackParallelFlops }
+
+// AttentionBackwardWork is the scratch AttentionBackward needs, in floats.
+func AttentionBackwardWork(n, heads, hw, d int) int {
+	if attnBackSerial(hw, d) {
+		return 3 * hw * hw
+	}
+	return n * heads * 3 * hw * hw
+}
+
+// AttentionBackward is the adjoint of AttentionCore (same layout and
+// arguments): given do, the gradient of o, it writes (not accumulates) the
+// gradients dq, dk and dv [heads*d, n*hw]. The attention probabilities are
+// recomputed from q and k, one (image, head) pair at a time. work holds
+// AttentionBackwardWork floats.
+func AttentionBackward(dq, dk, dv, do, q, k, v []float32, n, heads, d, hw int, scale float32, work []float32) {
+	if len(work) < AttentionBackwardWork(n, heads, hw, d) {
+		panic("kernel: AttentionBackward: work too small")
+	}
+	size := heads * d * n * hw
+	if len(dq) < size || len(dk) < size || len(dv) < size || len(do) < size || len(q) < size || len(k) < size || len(v) < size {
+		panic("kernel: AttentionBackward: buffer too small")
+	}
+	t := attnBackTasks.get()
+	*t = attnBackTask{dq: dq, dk: dk, dv: dv, do: do, q: q, k: k, v: v, n: n, d: d, hw: hw, scale: scale, work: work}
+	if attnBackSerial(hw, d) {
+		t.serial = true
+		t.Run(0, n*heads)
+	} else {
+		Parallel(n*heads, n*heads*10*hw*hw*d, t)
+	}
+	attnBackTasks.put(t)
+}
+
+type attnBackTask struct {
+	dq, dk, dv, do, q, k, v, work []float32
+	n, d, hw                      int
+	scale                         float32
+	serial                        bool
+}
+
+var attnBackTasks freeList[attnBackTask]
+
+func (t *attnBackTask) Run(lo, hi int) {
+	hw, d := t.hw, t.d
+	ld := t.n * hw
+	for u := lo; u < hi; u++ {
+		head, img := u/t.n, u%t.n
+		off := head*d*ld + img*hw
+		buf := t.work[:3*hw*hw]
+		if !t.serial {
+			buf = t.work[u*3*hw*hw:][:3*hw*hw]
+		}
+		p, dP, dSt := buf[:hw*hw], buf[hw*hw:2*hw*hw], buf[2*hw*hw:]
+		q, k, v, do := t.q[off:], t.k[off:], t.v[off:], t.do[off:]
+		// p[i, j] = softmax_j(scale sum_e q[e, i] k[e, j]), as the forward.
+		blas.Sgemm(true, false, hw, hw, d, t.scale, q, ld, k, ld, 0, p, hw)
+		st := softmaxTask{x: p, n: hw}
+		st.Run(0, hw)
+		// o[e, i] = sum_j v[e, j] p[i, j]:
+		// dp[i, j] = sum_e do[e, i] v[e, j], dv[e, j] = sum_i do[e, i] p[i, j].
+		blas.Sgemm(true, false, hw, hw, d, 1, do, ld, v, ld, 0, dP, hw)
+		blas.Sgemm(false, false, d, hw, hw, 1, do, ld, p, hw, 0, t.dv[off:], ld)
+		SoftmaxRowsBackward(dP, p, hw, hw)
+		// s[i, j] = scale sum_e q[e, i] k[e, j]:
+		// dq[e, i] = scale sum_j k[e, j] ds[i, j], dk[e, j] = scale sum_i q[e, i] ds[i, j].
+		Transpose(dSt, dP, hw, hw)
+		blas.Sgemm(false, false, d, hw, hw, t.scale, k, ld, dSt, hw, 0, t.dq[off:], ld)
+		blas.Sgemm(false, false, d, hw, hw, t.scale, q, ld, dP, hw, 0, t.dk[off:], ld)
+	}
 }
