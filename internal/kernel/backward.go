@@ -320,9 +320,9 @@ func SiLUBackward(dx, dy, x []float32) {
 }
 
 // SiLUBackwardFromOutput is SiLUBackward given also y = SiLU(x), the
-// forward's output: sigmoid(x) is y/x, which a division gives to within a
-// float32 rounding instead of an exponential (0.5 at x = 0, where y/x is
-// undefined). y must be the output of SiLU for the same x.
+// forward's output: sigmoid(x) is y/x, which a float32 division gives to
+// within a few roundings instead of an exponential (0.5 at x = 0, where y/x
+// is undefined). y must be the output of SiLU for the same x.
 func SiLUBackwardFromOutput(dx, dy, x, y []float32) {
 	n := len(dx)
 	if len(dy) < n || len(x) < n || len(y) < n {
@@ -403,13 +403,13 @@ func (t *bwTask) Run(lo, hi int) {
 		case bwSiLUOut:
 			x, y := t.x[i0:i1], t.y[i0:i1]
 			x, y = x[:len(dx)], y[:len(dx)]
+			dy = dy[:len(x)]
 			for i, v := range x {
-				xv := float64(v)
-				s := 0.5
+				var s float32 = 0.5
 				if v != 0 {
-					s = float64(y[i]) / xv
+					s = y[i] / v
 				}
-				dx[i] += float32(float64(dy[i]) * s * (1 + xv*(1-s)))
+				dx[i] += dy[i] * s * (1 + v*(1-s))
 			}
 		case bwAdd:
 			for i, v := range dy {
