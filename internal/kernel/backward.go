@@ -23,14 +23,27 @@ const maxBackColFloats = 1 << 20
 // depends on the shape alone, never on the thread count, since the weight
 // gradient is summed chunk by chunk.
 func convBackChunk(s ConvShape) int {
-	per := s.ColRows() * s.OutH() * s.OutW()
+	per := convBackColRows(s) * s.OutH() * s.OutW()
 	return max(1, min(s.N, maxBackColFloats/max(per, 1)))
+}
+
+// convBackColRows is the rows of the largest column matrix Conv2dBackward
+// builds: x's, and for 3x3 "same" convolutions also dy's.
+func convBackColRows(s ConvShape) int {
+	if is3x3Same(s) {
+		return max(s.C, s.OutC) * 9
+	}
+	return s.ColRows()
 }
 
 // ConvBackwardWork is the scratch size Conv2dBackward needs for shape s.
 func ConvBackwardWork(s ConvShape) int {
 	k, nc := s.ColRows(), convBackChunk(s)*s.OutH()*s.OutW()
-	return k*nc + 2*s.OutC*nc + k*s.OutC
+	n := convBackColRows(s)*nc + 2*s.OutC*nc + k*s.OutC
+	if is3x3Same(s) {
+		n += s.C*nc + k*s.OutC
+	}
+	return n
 }
 
 // Conv2dBackward accumulates the gradients of dst = conv(x, weight) + bias
@@ -41,7 +54,10 @@ func ConvBackwardWork(s ConvShape) int {
 // The images go through in chunks of convBackChunk(s). Per chunk, with cols
 // the column matrix [K, NHW] and dyr = dy as [OutC, NHW]: dw^T [K, OutC] +=
 // cols dyr^T, summed over the chunks by the GEMM's beta, and dx +=
-// col2im(weight^T dyr).
+// col2im(weight^T dyr). For 3x3 "same" convolutions dx is instead the
+// convolution of dy with the flipped, transposed kernel: one GEMM over the
+// column matrix of dy, whose result is dx itself rather than nine column
+// rows per channel to add back.
 func Conv2dBackward(dx, dw, db, dy, x, weight []float32, s ConvShape, work []float32) {
 	hw := s.OutH() * s.OutW()
 	k := s.ColRows()
@@ -53,13 +69,32 @@ func Conv2dBackward(dx, dw, db, dy, x, weight []float32, s ConvShape, work []flo
 	}
 	nb := convBackChunk(s)
 	maxNC := nb * hw
-	cols := work[:k*maxNC]
-	work = work[k*maxNC:]
+	cols := work[:convBackColRows(s)*maxNC]
+	work = work[len(cols):]
 	dyr := work[:s.OutC*maxNC]
 	work = work[s.OutC*maxNC:]
 	dyt := work[:maxNC*s.OutC]
 	work = work[maxNC*s.OutC:]
 	dwt := work[:k*s.OutC] // dw transposed [K, OutC], summed over chunks
+	work = work[k*s.OutC:]
+	flipped := is3x3Same(s) && dx != nil
+	var wt, dxc []float32
+	var ts ConvShape
+	if flipped {
+		// wt [C, OutC*9]: wt[c, (o, i, j)] = weight[o, c, 2-i, 2-j].
+		wt = work[:k*s.OutC]
+		dxc = work[k*s.OutC:][:s.C*maxNC]
+		for o := 0; o < s.OutC; o++ {
+			for c := 0; c < s.C; c++ {
+				src := weight[(o*s.C+c)*9:][:9]
+				d := wt[c*s.OutC*9+o*9:][:9]
+				for t := range d {
+					d[t] = src[8-t]
+				}
+			}
+		}
+		ts = ConvShape{C: s.OutC, H: s.H, W: s.W, OutC: s.C, KH: 3, KW: 3, Stride: 1, PadT: 1, PadL: 1, PadB: 1, PadR: 1}
+	}
 
 	in := s.C * s.H * s.W
 	out := s.OutC * hw
@@ -70,8 +105,9 @@ func Conv2dBackward(dx, dw, db, dy, x, weight []float32, s ConvShape, work []flo
 		cs := s
 		cs.N = min(nb, s.N-n0)
 		nc := cs.N * hw
+		dyc := dy[n0*out:][:cs.N*out]
 		// dyr [OutC, nc] and its transpose dyt [nc, OutC].
-		reorderToChannelMajor(dyr[:s.OutC*nc], dy[n0*out:][:cs.N*out], cs.N, s.OutC, hw)
+		reorderToChannelMajor(dyr[:s.OutC*nc], dyc, cs.N, s.OutC, hw)
 		transposeParallel(dyt[:nc*s.OutC], dyr[:s.OutC*nc], s.OutC, nc)
 		// dw^T [K, OutC] += cols [K, nc] dyt [nc, OutC]: both operands are
 		// read row by row, which is what makes the GEMM fast.
@@ -82,6 +118,14 @@ func Conv2dBackward(dx, dw, db, dy, x, weight []float32, s ConvShape, work []flo
 		}
 		blas.Sgemm(false, false, k, s.OutC, nc, 1, cols, nc, dyt, s.OutC, beta, dwt, s.OutC)
 		if dx == nil {
+			continue
+		}
+		if flipped {
+			// dx [C, nc] = wt [C, OutC*9] im2col(dy) [OutC*9, nc].
+			ts.N = cs.N
+			im2colBack(cols[:s.OutC*9*nc], dyc, ts)
+			blas.Sgemm(false, false, s.C, nc, s.OutC*9, 1, wt, s.OutC*9, cols, nc, 0, dxc, nc)
+			AddFromChannelMajor(dx[n0*in:][:cs.N*in], dxc[:s.C*nc], cs.N, s.C, hw)
 			continue
 		}
 		// dcols [K, nc] = weight^T [K, OutC] dyr [OutC, nc], reusing cols.
@@ -493,10 +537,6 @@ func (t *bwTask) Run(lo, hi int) {
 
 // col2imChannels is col2imAdd for channels [lo, hi).
 func col2imChannels(dx, cols []float32, s ConvShape, lo, hi int) {
-	if is3x3Same(s) {
-		col2im3x3(dx, cols, s, lo, hi)
-		return
-	}
 	oh, ow := s.OutH(), s.OutW()
 	hw := oh * ow
 	ncols := s.N * hw
@@ -539,53 +579,6 @@ func col2imChannels(dx, cols []float32, s ConvShape, lo, hi int) {
 						}
 					}
 				}
-			}
-		}
-	}
-}
-
-// col2im3x3 is col2imChannels for the 3x3 convolutions with padding 1 and
-// stride 1 that make up most of a UNet or VAE. Output and input planes have
-// the same size, and input pixel (y, x) was read by tap (i, j) of output
-// pixel (y+1-i, x+1-j): each dx element gathers its nine contributions in
-// one sum, instead of nine passes adding into it.
-func col2im3x3(dx, cols []float32, s ConvShape, lo, hi int) {
-	h, w := s.H, s.W
-	hw := h * w
-	ncols := s.N * hw
-	zero := make([]float32, w)
-	for c := lo; c < hi; c++ {
-		for n := 0; n < s.N; n++ {
-			img := dx[(n*s.C+c)*hw:][:hw]
-			var taps [9][]float32
-			for t := range taps {
-				taps[t] = cols[(c*9+t)*ncols+n*hw:][:hw]
-			}
-			for y := 0; y < h; y++ {
-				// rows[i][j] is the row of tap (i, j) at output row y+1-i, or
-				// zeros where that row is outside the image.
-				var rows [3][3][]float32
-				for i := 0; i < 3; i++ {
-					yy := y + 1 - i
-					for j := 0; j < 3; j++ {
-						if yy < 0 || yy >= h {
-							rows[i][j] = zero
-						} else {
-							rows[i][j] = taps[i*3+j][yy*w:][:w]
-						}
-					}
-				}
-				a0, a1, a2 := rows[0][0][:w], rows[0][1][:w], rows[0][2][:w]
-				b0, b1, b2 := rows[1][0][:w], rows[1][1][:w], rows[1][2][:w]
-				c0, c1, c2 := rows[2][0][:w], rows[2][1][:w], rows[2][2][:w]
-				d := img[y*w:][:w]
-				// x = 0 has no tap j = 2 (it would read x-1).
-				d[0] += a0[1] + a1[0] + b0[1] + b1[0] + c0[1] + c1[0]
-				for x := 1; x < w-1; x++ {
-					d[x] += a0[x+1] + a1[x] + a2[x-1] + b0[x+1] + b1[x] + b2[x-1] + c0[x+1] + c1[x] + c2[x-1]
-				}
-				// x = w-1 has no tap j = 0.
-				d[w-1] += a1[w-1] + a2[w-2] + b1[w-1] + b2[w-2] + c1[w-1] + c2[w-2]
 			}
 		}
 	}
