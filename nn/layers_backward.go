@@ -43,7 +43,14 @@ func (c *Conv2d) ForwardTape(tp *Tape, x *Tensor) *Tensor {
 
 // ForwardTape is Forward recording the backward step on tp.
 func (g *GroupNorm) ForwardTape(tp *Tape, x *Tensor) *Tensor {
-	y := tp.keep(g.ForwardWS(tp.workspace(), x))
+	if tp == nil {
+		return g.Forward(x)
+	}
+	// The forward's kernel, keeping the statistics for the backward step.
+	y := tp.tensor(x.N, x.C, x.H, x.W)
+	stats := tp.buffer(2 * x.N * g.Groups)
+	mean, rstd := stats[:x.N*g.Groups], stats[x.N*g.Groups:]
+	kernel.GroupNorm(y.Data, x.Data, g.Weight.Data, g.Bias.Data, x.N, x.C, x.HW(), g.Groups, g.Eps, mean, rstd)
 	tp.record(func() {
 		dy := tp.take(y)
 		if dy == nil {
@@ -53,7 +60,7 @@ func (g *GroupNorm) ForwardTape(tp *Tape, x *Tensor) *Tensor {
 		if dx == nil {
 			dx = tp.work(len(x.Data))
 		}
-		kernel.GroupNormBackward(dx, g.Weight.EnsureGrad(), g.Bias.EnsureGrad(), dy, x.Data, g.Weight.Data, x.N, x.C, x.HW(), g.Groups, g.Eps)
+		kernel.GroupNormBackwardStats(dx, g.Weight.EnsureGrad(), g.Bias.EnsureGrad(), dy, x.Data, g.Weight.Data, mean, rstd, x.N, x.C, x.HW(), g.Groups, g.Eps)
 	})
 	return y
 }

@@ -106,9 +106,12 @@ func Conv2dBackward(dx, dw, db, dy, x, weight []float32, s ConvShape, work []flo
 		cs.N = min(nb, s.N-n0)
 		nc := cs.N * hw
 		dyc := dy[n0*out:][:cs.N*out]
-		// dyr [OutC, nc] and its transpose dyt [nc, OutC].
-		reorderToChannelMajor(dyr[:s.OutC*nc], dyc, cs.N, s.OutC, hw)
-		transposeParallel(dyt[:nc*s.OutC], dyr[:s.OutC*nc], s.OutC, nc)
+		// dyt = dy as [nc, OutC], and for the col2im path dyr = dy as
+		// [OutC, nc].
+		toPixelMajor(dyt[:nc*s.OutC], dyc, cs.N, s.OutC, hw)
+		if !flipped && dx != nil {
+			reorderToChannelMajor(dyr[:s.OutC*nc], dyc, cs.N, s.OutC, hw)
+		}
 		// dw^T [K, OutC] += cols [K, nc] dyt [nc, OutC]: both operands are
 		// read row by row, which is what makes the GEMM fast.
 		im2colBack(cols[:k*nc], x[n0*in:][:cs.N*in], cs)
@@ -154,6 +157,15 @@ func reorderToChannelMajor(dst, src []float32, n, c, hw int) {
 	t := bwTasks.get()
 	*t = bwTask{op: bwToCM, dx: dst, dy: src, n: n, c: c, hw: hw}
 	Parallel(c, n*c*hw, t)
+	bwTasks.put(t)
+}
+
+// toPixelMajor writes src [n, c, hw] to dst [n*hw, c]: row i*hw+p holds
+// pixel p of image i across the channels.
+func toPixelMajor(dst, src []float32, n, c, hw int) {
+	t := bwTasks.get()
+	*t = bwTask{op: bwToPM, dx: dst[:n*hw*c], dy: src[:n*c*hw], n: n, c: c, hw: hw}
+	Parallel(n*((hw+31)/32), n*c*hw, t)
 	bwTasks.put(t)
 }
 
@@ -271,6 +283,13 @@ func col2imAdd(dx, cols []float32, s ConvShape) {
 // unit of parallel work; the weight and bias gradients of each image go to
 // partial sums that are added image by image afterwards.
 func GroupNormBackward(dx, dw, db, dy, x, weight []float32, n, c, hw, groups int, eps float32) {
+	GroupNormBackwardStats(dx, dw, db, dy, x, weight, nil, nil, n, c, hw, groups, eps)
+}
+
+// GroupNormBackwardStats is GroupNormBackward given the per-(image, group)
+// mean and rstd the forward wrote, which saves two passes over x; with nil
+// statistics they are recomputed.
+func GroupNormBackwardStats(dx, dw, db, dy, x, weight, mean, rstd []float32, n, c, hw, groups int, eps float32) {
 	if c%groups != 0 {
 		panic("kernel: GroupNormBackward: channels not divisible by groups")
 	}
@@ -279,7 +298,7 @@ func GroupNormBackward(dx, dw, db, dy, x, weight []float32, n, c, hw, groups int
 	}
 	part := make([]float32, 2*n*c)
 	t := gnTasks.get()
-	*t = gnBackTask{dx: dx, dy: dy, x: x, weight: weight, part: part, c: c, hw: hw, groups: groups, eps: eps}
+	*t = gnBackTask{dx: dx, dy: dy, x: x, weight: weight, mean: mean, rstd: rstd, part: part, c: c, hw: hw, groups: groups, eps: eps}
 	Parallel(n*groups, 2*n*c*hw, t)
 	gnTasks.put(t)
 	for i := 0; i < n; i++ {
@@ -293,6 +312,7 @@ func GroupNormBackward(dx, dw, db, dy, x, weight []float32, n, c, hw, groups int
 
 type gnBackTask struct {
 	dx, dy, x, weight, part []float32
+	mean, rstd              []float32
 	c, hw, groups           int
 	eps                     float32
 }
@@ -307,17 +327,22 @@ func (t *gnBackTask) Run(lo, hi int) {
 		i, g := u/t.groups, u%t.groups
 		off := (i*c + g*cpg) * hw
 		src := t.x[off : off+size]
-		var s float64
-		for _, v := range src {
-			s += float64(v)
+		var m, r float64
+		if t.mean != nil {
+			m, r = float64(t.mean[u]), float64(t.rstd[u])
+		} else {
+			var s float64
+			for _, v := range src {
+				s += float64(v)
+			}
+			m = s / float64(size)
+			var ss float64
+			for _, v := range src {
+				d := float64(v) - m
+				ss += d * d
+			}
+			r = 1 / math.Sqrt(ss/float64(size)+float64(t.eps))
 		}
-		m := s / float64(size)
-		var ss float64
-		for _, v := range src {
-			d := float64(v) - m
-			ss += d * d
-		}
-		r := 1 / math.Sqrt(ss/float64(size)+float64(t.eps))
 		// With xhat = (x - m) r and g = dy * w:
 		// dx = r (g - mean(g) - xhat mean(g xhat)).
 		pw, pb := t.part[2*i*c:][:c], t.part[(2*i+1)*c:][:c]
@@ -413,6 +438,7 @@ const (
 	bwUpsample               // dx [planes, h, w] += 2x2 sums of dy, unit plane
 	bwIm2col3x3              // dx = im2col of dy for a 3x3 "same" conv, unit channel
 	bwAddFromCM              // dx [n, c, hw] += dy [c, n*hw], unit c
+	bwToPM                   // dx [n*hw, c] = dy [n, c, hw], unit 32 pixels of an image
 )
 
 // bwTask is the one task type of the backward kernels; its fields mean what
@@ -485,6 +511,20 @@ func (t *bwTask) Run(lo, hi int) {
 		for o := lo; o < hi; o++ {
 			for i := 0; i < t.n; i++ {
 				copy(t.dx[o*nhw+i*t.hw:][:t.hw], t.dy[(i*t.c+o)*t.hw:][:t.hw])
+			}
+		}
+	case bwToPM:
+		blocks := (t.hw + 31) / 32
+		c, hw := t.c, t.hw
+		for u := lo; u < hi; u++ {
+			i, p0 := u/blocks, (u%blocks)*32
+			p1 := min(p0+32, hw)
+			dst := t.dx[(i*hw+p0)*c : (i*hw+p1)*c]
+			for o := 0; o < c; o++ {
+				src := t.dy[(i*c+o)*hw+p0 : (i*c+o)*hw+p1]
+				for k, v := range src {
+					dst[k*c+o] = v
+				}
 			}
 		}
 	case bwAddFromCM:
