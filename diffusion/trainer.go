@@ -9,7 +9,6 @@ import (
 
 	"gorgonia.org/tensor"
 
-	"github.com/ldm-go/ldm/internal/checkpoint"
 	"github.com/ldm-go/ldm/internal/dataset"
 	"github.com/ldm-go/ldm/nn"
 	"github.com/ldm-go/ldm/scheduler"
@@ -374,57 +373,29 @@ func (t *Trainer) Weights() (*unet.Model, error) {
 	return m, nil
 }
 
-type trainerState struct {
-	Kind  string `json:"kind"`
-	Step  int    `json:"step"`
-	Micro int    `json:"micro_batches"`
-	Seed  uint64 `json:"seed"`
-}
-
-// SaveCheckpoint writes the UNet (diffusers folder "unet"), optimiser and
-// EMA state and the step into a checkpoint folder under root.
+// SaveCheckpoint writes the weights (as a diffusers model folder under
+// "unet"), the optimiser and EMA state and the step into a checkpoint
+// folder under root, keeping the newest keep checkpoints.
 func (t *Trainer) SaveCheckpoint(root string, keep int) (string, error) {
-	return checkpoint.Save(root, t.Opt.Step(), keep, func(dir string) error {
-		if err := t.UNet.Save(filepath.Join(dir, "unet")); err != nil {
-			return err
-		}
-		if err := t.Opt.SaveState(dir); err != nil {
-			return err
-		}
-		return checkpoint.WriteState(dir, trainerState{Kind: "unet", Step: t.Opt.Step(), Micro: t.micro, Seed: t.Opts.Seed})
-	})
+	st := nn.TrainerState{Kind: "unet", Micro: t.micro, Seed: t.Opts.Seed}
+	return t.Opt.SaveCheckpoint(root, keep, st, func(dir string) error { return t.UNet.Save(filepath.Join(dir, "unet")) })
 }
 
-// Resume restores the newest checkpoint under root, if any, and returns its
-// step (-1 when there was none).
+// Resume restores the newest checkpoint under root, if any, and returns
+// its step (-1 when there was none).
 func (t *Trainer) Resume(root string) (int, error) {
-	dir, step, err := checkpoint.Latest(root)
-	if err != nil || dir == "" {
-		return -1, err
-	}
-	var st trainerState
-	if err := checkpoint.ReadState(dir, &st); err != nil {
-		return -1, err
-	}
-	if st.Kind != "unet" || st.Seed != t.Opts.Seed {
-		return -1, fmt.Errorf("%s: checkpoint of a %q run with seed %d, not a unet run with seed %d", dir, st.Kind, st.Seed, t.Opts.Seed)
-	}
-	m, err := unet.Load(filepath.Join(dir, "unet"))
-	if err != nil {
-		return -1, err
-	}
-	for _, p := range t.UNet.Params.List() {
-		q := m.Params.Get(p.Name)
-		if q == nil || len(q.Data) != len(p.Data) {
-			return -1, fmt.Errorf("%s: the checkpoint's UNet differs from the configured one at %s", dir, p.Name)
+	st, found, err := t.Opt.Resume(root, "unet", t.Opts.Seed, func(dir string) (*nn.Params, error) {
+		m, err := unet.Load(filepath.Join(dir, "unet"))
+		if err != nil {
+			return nil, err
 		}
-		copy(p.Data, q.Data)
-	}
-	if err := t.Opt.LoadState(dir); err != nil {
+		return m.Params, nil
+	})
+	if err != nil || !found {
 		return -1, err
 	}
 	t.micro = st.Micro
-	return step, nil
+	return st.Step, nil
 }
 
 // ExportUNet writes the UNet to sample with as a diffusers model folder.

@@ -83,6 +83,7 @@ type ErrNonFinite struct {
 	Param string // the first parameter with a non-finite gradient, if known
 }
 
+// Error names the step and, where known, the parameter.
 func (e *ErrNonFinite) Error() string {
 	if e.Param != "" {
 		return fmt.Sprintf("step %d: non-finite %s in %s", e.Step, e.What, e.Param)

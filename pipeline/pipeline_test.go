@@ -100,9 +100,9 @@ func copyDir(t *testing.T, src, dst string) {
 
 func TestLoadRefusesBrokenFolders(t *testing.T) {
 	tests := []struct {
-		name  string
+		name   string
 		break_ func(dir string)
-		want  string
+		want   string
 	}{
 		{"missing folder", func(dir string) { os.RemoveAll(dir) }, "no such file"},
 		{"no unet weights", func(dir string) { os.Remove(filepath.Join(dir, "unet", unet.WeightsFile)) },

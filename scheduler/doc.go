@@ -26,4 +26,17 @@
 // where diffusers computes them as torch tensors and float64 where it uses
 // numpy or Python floats; element-wise products are rounded explicitly so
 // no platform fuses them.
+//
+// Randomness
+//
+// Stochastic steps (DDPM, DDIM with eta > 0, Euler ancestral, SDE
+// DPM-Solver++) draw standard normal values only from the Noise passed to
+// Step, in the order of the sample's elements. The project's generator is
+// nn.RNG: xoshiro256** seeded by SplitMix64 from (seed, stream), uniform
+// doubles from the top 53 bits, normals by the Marsaglia polar method with
+// explicitly rounded products (its documentation gives every detail). It
+// uses no floating-point operation whose result differs between platforms,
+// so a seed gives the same noise everywhere and for any thread count. The
+// pipeline gives image i of a request the stream (seed, i); the golden tests
+// pass a Noise that replays the values diffusers drew.
 package scheduler

@@ -14,6 +14,21 @@ var files embed.FS
 // DefaultPipelineDir is the folder of the default pipeline inside FS.
 const DefaultPipelineDir = "mnist-ldm"
 
+// ClassifierDir is the folder of the MNIST classifier inside FS.
+const ClassifierDir = "mnist-classifier"
+
+// Classifier returns the classifier folder, or false when none is installed.
+func Classifier() (fs.FS, bool) {
+	sub, err := fs.Sub(files, ClassifierDir)
+	if err != nil {
+		return nil, false
+	}
+	if _, err := fs.Stat(sub, "config.json"); err != nil {
+		return nil, false
+	}
+	return sub, true
+}
+
 // FS is the embedded folder.
 func FS() fs.FS { return files }
 

@@ -39,6 +39,8 @@ func runTrain(ctx context.Context, e *env, args []string) error {
 		return trainVAE(ctx, e, args[1:])
 	case "unet":
 		return trainUNet(ctx, e, args[1:])
+	case "classifier":
+		return trainClassifier(ctx, e, args[1:])
 	}
 	return usagef("unknown model to train %q: want vae, unet or classifier", args[0])
 }

@@ -67,13 +67,22 @@ func (t *im2colTask) Run(lo, hi int) {
 				if s.Stride == 1 {
 					// Contiguous run: ix = x - PadL + j.
 					lo := max(0, s.PadL-j)
-					hi := min(ow, s.W+s.PadL-j)
-					clear(d[:max(lo, 0)])
-					if hi > lo {
-						copy(d[lo:hi], src[lo-s.PadL+j:hi-s.PadL+j])
+					hi := max(min(ow, s.W+s.PadL-j), lo)
+					for xo := 0; xo < lo; xo++ {
+						d[xo] = 0
 					}
-					if hi < ow {
-						clear(d[max(hi, 0):])
+					if hi-lo >= 32 {
+						copy(d[lo:hi], src[lo-s.PadL+j:hi-s.PadL+j])
+					} else {
+						// Short rows: a loop beats memmove's call.
+						sr := src[lo-s.PadL+j : hi-s.PadL+j]
+						dr := d[lo:hi]
+						for xo := range dr {
+							dr[xo] = sr[xo]
+						}
+					}
+					for xo := hi; xo < ow; xo++ {
+						d[xo] = 0
 					}
 					continue
 				}

@@ -1,0 +1,493 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ldm-go/ldm/internal/blas"
+	"github.com/ldm-go/ldm/nn"
+	"github.com/ldm-go/ldm/pipeline"
+	"github.com/ldm-go/ldm/scheduler"
+	"github.com/ldm-go/ldm/unet"
+	"github.com/ldm-go/ldm/vae"
+)
+
+func init() {
+	register(&command{name: "bench", summary: "time GEMM, UNet, scheduler, VAE, generation and training on this machine", run: runBench})
+}
+
+// benchWorkloads are the names --what takes, in the order they run.
+var benchWorkloads = []string{"gemm", "unet", "step", "vae", "generate", "train"}
+
+// benchReport is what bench prints; times are medians in seconds.
+type benchReport struct {
+	Model         string `json:"model"`
+	RandomWeights bool   `json:"random_weights"`
+	Threads       int    `json:"threads"`
+	Repeats       int    `json:"repeats"`
+
+	GemmShape  string  `json:"gemm_shape,omitempty"` // m x n x k
+	GemmGFLOPS float64 `json:"gemm_gflops,omitempty"`
+
+	UNetForward1S  float64 `json:"unet_forward_batch1_s,omitempty"`
+	UNetBatch      int     `json:"unet_batch,omitempty"`
+	UNetForwardBS  float64 `json:"unet_forward_batch_s,omitempty"`
+	UNetImagesPerS float64 `json:"unet_forward_images_per_s,omitempty"`
+
+	SchedulerStepS float64 `json:"scheduler_step_s,omitempty"`
+
+	VAEDecodeS float64 `json:"vae_decode_batch_s,omitempty"`
+
+	GenerateImages   int     `json:"generate_images,omitempty"`
+	GenerateSteps    int     `json:"generate_steps,omitempty"`
+	GenerateS        float64 `json:"generate_s,omitempty"`
+	GenerateImagesPS float64 `json:"generate_images_per_s,omitempty"`
+	GeneratePeakMB   float64 `json:"generate_peak_rss_mb,omitempty"`
+
+	TrainBatch      int     `json:"train_batch,omitempty"`
+	TrainStepS      float64 `json:"train_step_s,omitempty"`
+	TrainStepsPerS  float64 `json:"train_steps_per_s,omitempty"`
+	TrainPeakRSSMB  float64 `json:"train_peak_rss_mb,omitempty"`
+	PeakRSSMB       float64 `json:"peak_rss_mb"`
+	PeakNotMeasured string  `json:"gemm_peak,omitempty"`
+}
+
+func runBench(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "bench", "bench [--model DIR | --random-config DIR|FILE] [flags]")
+	model := fs.String("model", "", "diffusers pipeline folder (default: the embedded default model)")
+	randomCfg := fs.String("random-config", "", "build seeded random weights from configs: a pipeline folder of configs (model_index.json, unet/, vae/, scheduler/) or a UNet config.json")
+	threads := fs.Int("threads", runtime.GOMAXPROCS(0), "threads (GOMAXPROCS)")
+	asJSON := fs.Bool("json", false, "print one JSON object instead of a table")
+	batch := fs.Int("batch", 32, "batch size of the large UNet forward and of the VAE decode")
+	n := fs.Int("n", 64, "images to generate")
+	steps := fs.Int("steps", 20, "DPM-Solver++ steps per image")
+	genBatch := fs.Int("gen-batch", 0, "images per UNet call while generating (0: the pipeline's default)")
+	trainBatch := fs.Int("train-batch", 64, "batch size of the training step")
+	repeats := fs.Int("repeats", 5, "timed runs of each workload (the median is reported)")
+	warmup := fs.Int("warmup", 1, "untimed runs before the timed ones")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed workloads to this file")
+	what := fs.String("what", strings.Join(benchWorkloads, ","), "comma-separated workloads: "+strings.Join(benchWorkloads, ", "))
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return usagef("unexpected argument %q", fs.Arg(0))
+	case *model != "" && *randomCfg != "":
+		return usagef("give --model or --random-config, not both")
+	case *threads < 1:
+		return usagef("--threads %d: want at least 1", *threads)
+	case *batch < 1 || *batch > pipeline.MaxBatchSize:
+		return usagef("--batch %d: want 1 to %d", *batch, pipeline.MaxBatchSize)
+	case *n < 1 || *steps < 1 || *trainBatch < 1 || *repeats < 1 || *warmup < 0 || *genBatch < 0:
+		return usagef("--n, --steps, --train-batch and --repeats must be at least 1, --warmup and --gen-batch at least 0")
+	}
+	want := map[string]bool{}
+	for _, w := range strings.Split(*what, ",") {
+		w = strings.TrimSpace(w)
+		if !slices.Contains(benchWorkloads, w) {
+			return usagef("--what: unknown workload %q (want some of %s)", w, strings.Join(benchWorkloads, ", "))
+		}
+		want[w] = true
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	prev := runtime.GOMAXPROCS(*threads)
+	defer runtime.GOMAXPROCS(prev)
+
+	var p *pipeline.Pipeline
+	var err error
+	name := modelName(*model)
+	if *randomCfg != "" {
+		p, err = randomPipeline(*randomCfg)
+		name = *randomCfg
+	} else {
+		p, err = loadModel(*model)
+	}
+	if err != nil {
+		return err
+	}
+	b := &bencher{ctx: ctx, p: p, repeats: *repeats, warmup: *warmup, r: benchReport{Model: name, RandomWeights: *randomCfg != "", Threads: *threads, Repeats: *repeats}}
+	r := &b.r
+	uc := p.UNet.Config
+	c, h, w := uc.InChannels, 0, 0
+	h, w = p.LatentSize()
+	if want["gemm"] {
+		b.gemm(*batch, c, h, w)
+	}
+	if want["unet"] {
+		if r.UNetForward1S, err = b.unetForward(1, h, w); err != nil {
+			return err
+		}
+		r.UNetBatch = *batch
+		if r.UNetForwardBS, err = b.unetForward(*batch, h, w); err != nil {
+			return err
+		}
+		r.UNetImagesPerS = float64(*batch) / r.UNetForwardBS
+	}
+	if want["step"] {
+		if r.SchedulerStepS, err = b.schedulerStep(*batch, c, h, w); err != nil {
+			return err
+		}
+	}
+	if want["vae"] && (p.VAE != nil || p.VQ != nil) {
+		if r.VAEDecodeS, err = b.vaeDecode(*batch, h, w); err != nil {
+			return err
+		}
+	}
+	if want["generate"] {
+		resetPeakRSS()
+		opts := pipeline.Options{N: *n, Steps: *steps, Scheduler: "dpm++2m", BatchSize: *genBatch}
+		r.GenerateS, err = b.time(func() error {
+			_, err := p.Generate(ctx, opts)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		r.GenerateImages, r.GenerateSteps = *n, *steps
+		r.GenerateImagesPS = float64(*n) / r.GenerateS
+		r.GeneratePeakMB = peakRSSMB()
+	}
+	if want["train"] {
+		resetPeakRSS()
+		r.TrainBatch = *trainBatch
+		if r.TrainStepS, err = b.trainStep(*trainBatch, h, w); err != nil {
+			return err
+		}
+		r.TrainStepsPerS = 1 / r.TrainStepS
+		r.TrainPeakRSSMB = peakRSSMB()
+	}
+	r.PeakRSSMB = peakRSSMB()
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		return enc.Encode(r)
+	}
+	printBench(e.stdout, r)
+	return nil
+}
+
+// bencher times workloads on one pipeline.
+type bencher struct {
+	ctx             context.Context
+	p               *pipeline.Pipeline
+	repeats, warmup int
+	r               benchReport
+}
+
+// time runs f warmup times untimed, then repeats times, and returns the
+// median duration in seconds.
+func (b *bencher) time(f func() error) (float64, error) {
+	for i := 0; i < b.warmup; i++ {
+		if err := f(); err != nil {
+			return 0, err
+		}
+	}
+	d := make([]float64, b.repeats)
+	for i := range d {
+		if err := b.ctx.Err(); err != nil {
+			return 0, err
+		}
+		start := time.Now()
+		if err := f(); err != nil {
+			return 0, err
+		}
+		d[i] = time.Since(start).Seconds()
+	}
+	slices.Sort(d)
+	if len(d)%2 == 1 {
+		return d[len(d)/2], nil
+	}
+	return (d[len(d)/2-1] + d[len(d)/2]) / 2, nil
+}
+
+// gemm times the im2col GEMM of a 3x3 convolution at the UNet's second
+// level (its most common shape) at the given batch.
+func (b *bencher) gemm(batch, c, h, w int) {
+	ch := b.p.UNet.Config.BlockOutChannels
+	oc := ch[min(1, len(ch)-1)]
+	if len(ch) > 1 {
+		h, w = max(h/2, 1), max(w/2, 1)
+	}
+	m, n, k := oc, batch*h*w, 9*oc
+	a := make([]float32, m*k)
+	bm := make([]float32, k*n)
+	cm := make([]float32, m*n)
+	rng := nn.NewRNG(1, 0)
+	rng.FillNormal(a)
+	rng.FillNormal(bm)
+	// Enough calls for a measurable time.
+	calls := max(1, int(2e9/float64(2*m*n*k)))
+	s, _ := b.time(func() error {
+		for i := 0; i < calls; i++ {
+			blas.Sgemm(false, false, m, n, k, 1, a, k, bm, n, 0, cm, n)
+		}
+		return nil
+	})
+	b.r.GemmShape = fmt.Sprintf("%dx%dx%d", m, n, k)
+	b.r.GemmGFLOPS = 2 * float64(m) * float64(n) * float64(k) * float64(calls) / s / 1e9
+	b.r.PeakNotMeasured = "internal/blas exports no peak measurement"
+}
+
+// unetInput is seeded random input, timesteps and (for class-conditional
+// models) null labels.
+func (b *bencher) unetInput(n, h, w int) (*nn.Tensor, []float32, []int) {
+	x := nn.NewTensor(n, b.p.UNet.Config.InChannels, h, w)
+	rng := nn.NewRNG(2, 0)
+	rng.FillNormal(x.Data)
+	ts := make([]float32, n)
+	for i := range ts {
+		ts[i] = float32(rng.Intn(1000))
+	}
+	var labels []int
+	if b.p.UNet.Config.ClassConditional() {
+		labels = make([]int, n)
+		for i := range labels {
+			labels[i] = max(b.p.NullClass(), 0)
+		}
+	}
+	return x, ts, labels
+}
+
+func (b *bencher) unetForward(n, h, w int) (float64, error) {
+	x, ts, labels := b.unetInput(n, h, w)
+	ws := nn.NewWorkspace()
+	return b.time(func() error {
+		y, err := b.p.UNet.ForwardWS(ws, x, ts, labels)
+		ws.ReleaseTensor(y)
+		return err
+	})
+}
+
+func (b *bencher) schedulerStep(n, c, h, w int) (float64, error) {
+	s, err := b.p.NewScheduler("dpm++2m")
+	if err != nil {
+		return 0, err
+	}
+	const steps = 100
+	if err := s.SetTimesteps(steps); err != nil {
+		return 0, err
+	}
+	x := nn.NewTensor(n, c, h, w)
+	mo := nn.NewTensor(n, c, h, w)
+	rng := nn.NewRNG(3, 0)
+	rng.FillNormal(x.Data)
+	rng.FillNormal(mo.Data)
+	xd, mod := vae.ToDense(x), vae.ToDense(mo)
+	per := steps / (b.warmup + b.repeats)
+	i := 0
+	sec, err := b.time(func() error {
+		for j := 0; j < per; j++ {
+			if _, err := s.Step(mod, s.Timesteps()[i], xd, nil); err != nil {
+				return err
+			}
+			i++
+		}
+		return nil
+	})
+	return sec / float64(per), err
+}
+
+func (b *bencher) vaeDecode(n, h, w int) (float64, error) {
+	var lc int
+	if b.p.VAE != nil {
+		lc = b.p.VAE.Config.LatentChannels
+	} else {
+		lc = b.p.VQ.Config.LatentChannels
+	}
+	z := nn.NewTensor(n, lc, h, w)
+	nn.NewRNG(4, 0).FillNormal(z.Data)
+	return b.time(func() error {
+		_, err := b.p.DecodeLatents(z)
+		return err
+	})
+}
+
+// trainStep times one AdamW step of the UNet on the MSE to a random target.
+func (b *bencher) trainStep(n, h, w int) (float64, error) {
+	m := b.p.UNet
+	x, ts, _ := b.unetInput(n, h, w)
+	var labels []int
+	if m.Config.ClassConditional() {
+		rng := nn.NewRNG(5, 0)
+		labels = make([]int, n)
+		for i := range labels {
+			labels[i] = rng.Intn(max(b.p.NullClass()+1, 1))
+		}
+	}
+	target := nn.NewTensor(n, m.Config.OutChannels, h, w)
+	nn.NewRNG(6, 0).FillNormal(target.Data)
+	opt := nn.NewAdamW(m.Params)
+	defer m.Params.ZeroGrad()
+	return b.time(func() error {
+		tp := nn.NewTape()
+		tp.Constant(x)
+		out, err := m.ForwardTape(tp, x, ts, labels)
+		if err != nil {
+			return err
+		}
+		_, g := nn.MSELoss(out, target)
+		tp.AddGrad(out, g)
+		tp.Backward()
+		opt.Update(1e-4)
+		m.Params.ZeroGrad()
+		return nil
+	})
+}
+
+func printBench(w io.Writer, r *benchReport) {
+	weights := ""
+	if r.RandomWeights {
+		weights = " (random weights)"
+	}
+	ms := func(s float64) string { return fmt.Sprintf("%.2f ms", 1e3*s) }
+	fmt.Fprintf(w, "model            %s%s\n", r.Model, weights)
+	fmt.Fprintf(w, "threads          %d (medians of %d runs)\n", r.Threads, r.Repeats)
+	if r.GemmGFLOPS > 0 {
+		fmt.Fprintf(w, "GEMM             %s (m x n x k): %.1f GFLOP/s; share of peak: not measured (%s)\n", r.GemmShape, r.GemmGFLOPS, r.PeakNotMeasured)
+	}
+	if r.UNetForward1S > 0 {
+		fmt.Fprintf(w, "UNet forward     batch 1: %s, batch %d: %s (%.1f images/s)\n", ms(r.UNetForward1S), r.UNetBatch, ms(r.UNetForwardBS), r.UNetImagesPerS)
+	}
+	if r.SchedulerStepS > 0 {
+		fmt.Fprintf(w, "scheduler step   DPM-Solver++, batch %d: %s\n", r.UNetBatch, ms(r.SchedulerStepS))
+	}
+	if r.VAEDecodeS > 0 {
+		fmt.Fprintf(w, "VAE decode       batch %d: %s\n", r.UNetBatch, ms(r.VAEDecodeS))
+	}
+	if r.GenerateS > 0 {
+		fmt.Fprintf(w, "generate         %d images, %d DPM-Solver++ steps: %.3f s (%.1f images/s), peak RSS %.0f MB\n", r.GenerateImages, r.GenerateSteps, r.GenerateS, r.GenerateImagesPS, r.GeneratePeakMB)
+	}
+	if r.TrainStepS > 0 {
+		fmt.Fprintf(w, "train step       AdamW, batch %d: %.3f s (%.2f steps/s), peak RSS %.0f MB\n", r.TrainBatch, r.TrainStepS, r.TrainStepsPerS, r.TrainPeakRSSMB)
+	}
+	fmt.Fprintf(w, "peak RSS         %.0f MB\n", r.PeakRSSMB)
+}
+
+// resetPeakRSS restarts the kernel's peak-RSS count (Linux), so that the
+// next peakRSSMB reports the peak of what runs in between.
+func resetPeakRSS() { os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+// peakRSSMB is the process's peak resident memory in MB: VmHWM, or
+// getrusage where /proc is missing.
+func peakRSSMB() float64 {
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+				var kb float64
+				if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%f", &kb); err == nil {
+					return kb / 1024
+				}
+			}
+		}
+	}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Maxrss) / 1024
+}
+
+// randomPipeline builds a pipeline from configs alone with seeded random
+// weights: a folder with model_index.json's components (unet/, vae/ or
+// vqvae/, scheduler/), or a UNet config.json for pixel space with the
+// default DDPM schedule.
+func randomPipeline(path string) (*pipeline.Pipeline, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("--random-config: %w", err)
+	}
+	p := &pipeline.Pipeline{Name: filepath.Base(path)}
+	unetCfg := path
+	if st.IsDir() {
+		unetCfg = filepath.Join(path, "unet", unet.ConfigFile)
+	}
+	b, err := os.ReadFile(unetCfg)
+	if err != nil {
+		return nil, fmt.Errorf("--random-config: %w", err)
+	}
+	uc, err := unet.ParseConfig(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", unetCfg, err)
+	}
+	if p.UNet, err = unet.New(uc); err != nil {
+		return nil, fmt.Errorf("%s: %w", unetCfg, err)
+	}
+	randomize(p.UNet.Params, 1)
+	if !st.IsDir() {
+		p.Scheduler, err = scheduler.DefaultConfig("DDPMScheduler")
+		return p, err
+	}
+	for _, sub := range []string{"vae", "vqvae"} {
+		f := filepath.Join(path, sub, vae.ConfigFile)
+		b, err := os.ReadFile(f)
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("--random-config: %w", err)
+		}
+		class := vae.ClassKL
+		if sub == "vqvae" {
+			class = vae.ClassVQ
+		}
+		vc, err := vae.ParseConfig(b, class)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		if class == vae.ClassKL {
+			if p.VAE, err = vae.NewAutoencoderKL(vc); err != nil {
+				return nil, fmt.Errorf("%s: %w", f, err)
+			}
+			randomize(p.VAE.Params, 2)
+		} else {
+			if p.VQ, err = vae.NewVQModel(vc); err != nil {
+				return nil, fmt.Errorf("%s: %w", f, err)
+			}
+			randomize(p.VQ.Params, 2)
+		}
+	}
+	f := filepath.Join(path, "scheduler", pipeline.SchedulerConfigFile)
+	if p.Scheduler, err = scheduler.LoadConfig(f); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// randomize gives every weight of two or more dimensions normal values of
+// standard deviation 1/sqrt(fan-in), torch's scale; vectors (biases, norm
+// scales) keep their initial values.
+func randomize(ps *nn.Params, seed uint64) {
+	rng := nn.NewRNG(seed, 0)
+	for _, p := range ps.List() {
+		if len(p.Shape) < 2 {
+			continue
+		}
+		fan := len(p.Data) / p.Shape[0]
+		rng.FillNormal(p.Data)
+		s := float32(1 / math.Sqrt(float64(fan)))
+		for i := range p.Data {
+			p.Data[i] *= s
+		}
+	}
+}

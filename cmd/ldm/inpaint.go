@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strconv"
+
+	"gorgonia.org/tensor"
+
+	"github.com/ldm-go/ldm/internal/imageio"
+	"github.com/ldm-go/ldm/pipeline"
+)
+
+func init() {
+	register(&command{name: "inpaint", summary: "regenerate the masked region of images, keeping the rest exactly", run: runInpaint})
+}
+
+func runInpaint(ctx context.Context, e *env, args []string) error {
+	f := &jobFlags{}
+	fs := newFlags(e, "inpaint", "inpaint [flags] --mask MASK.png|--mask-dir DIR -o OUT_DIR INPUT")
+	f.add(fs, true)
+	mask := fs.String("mask", "", "mask PNG for every input: white (>= 50% grey) marks the region to regenerate; it must have the input's size")
+	maskDir := fs.String("mask-dir", "", "folder of masks, one per input under the same relative path (as PNG)")
+	jump := fs.Int("jump", 0, "RePaint jump length: after this many steps, noise back up and denoise again (0: off; needs --resample and the ddim or ddpm sampler)")
+	resample := fs.Int("resample", 0, "RePaint: how many times to go back at each jump")
+	feather := fs.Float64("feather", 0, "soften the seam of the final paste with a Gaussian of this many pixels, inside the mask only")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	input, err := oneInput(fs)
+	if err != nil {
+		return err
+	}
+	if err := f.check(true); err != nil {
+		return err
+	}
+	if (*mask == "") == (*maskDir == "") {
+		return usagef("give exactly one of --mask and --mask-dir")
+	}
+	if *jump < 0 || *resample < 0 || (*jump > 0) != (*resample > 0) {
+		return usagef("--jump and --resample must both be positive or both 0, got %d and %d", *jump, *resample)
+	}
+	if !(*feather >= 0) {
+		return usagef("--feather must be 0 or more, got %v", *feather)
+	}
+	p, err := loadModel(f.model)
+	if err != nil {
+		return err
+	}
+	meta := jobMeta("inpaint", f, metaScheduler, schedulerName(p, f.scheduler), "ldm.jump", strconv.Itoa(*jump),
+		"ldm.resample", strconv.Itoa(*resample), "ldm.feather", strconv.FormatFloat(*feather, 'g', -1, 64))
+	return imageJob(ctx, e, f, p, input, "inpainting", meta, func(ctx context.Context, it *item) (*tensor.Dense, error) {
+		s := it.orig.Shape()
+		mp := *mask
+		if mp == "" {
+			mp = filepath.Join(*maskDir, filepath.FromSlash(it.rel))
+			mp = mp[:len(mp)-len(filepath.Ext(mp))] + ".png"
+		}
+		m, err := imageio.LoadMask(mp, s[3], s[2])
+		if err != nil {
+			return nil, err
+		}
+		m4 := tensor.New(tensor.WithShape(1, 1, s[2], s[3]), tensor.WithBacking(m.Data()))
+		// Fit the mask as the image; padding is known (0), resizing is
+		// binarised again by the pipeline's >= 0.5 test.
+		fm := m4
+		if it.fit.Mode == imageio.FitPad {
+			h, w := p.ImageSize()
+			fm, err = imageio.Pad(m4, h, w, it.fit.Box.Min.Y, it.fit.Box.Min.X, imageio.Padding{})
+		} else {
+			fm, err = imageio.Resize(m4, it.x.Shape()[2], it.x.Shape()[3])
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", mp, err)
+		}
+		y, err := p.Inpaint(ctx, it.x, pipeline.InpaintOptions{JobOptions: f.jobOptions(it.stream), Mask: fm,
+			JumpLength: *jump, Resample: *resample, Feather: *feather})
+		if err != nil {
+			return nil, err
+		}
+		if y, err = it.restore(y); err != nil {
+			return nil, err
+		}
+		// Paste again at the input's own size, so that resizing there and
+		// back cannot touch the known pixels.
+		if err := pipeline.PasteKnown(y, it.orig, m4, *feather); err != nil {
+			return nil, err
+		}
+		return y, nil
+	})
+}
