@@ -222,9 +222,17 @@ func (tp *Tape) SiLU(x *Tensor) *Tensor {
 	kernel.SiLU(y.Data, x.Data)
 	tp.record(func() {
 		dy := tp.take(y)
-		if dx := tp.grad(x); dy != nil && dx != nil {
-			kernel.SiLUBackwardFromOutput(dx, dy, x.Data, y.Data)
+		if dy == nil || tp.constant[x] {
+			return
 		}
+		if dx := tp.grads[x]; dx != nil {
+			kernel.SiLUBackwardFromOutput(dx, dy, x.Data, y.Data)
+			return
+		}
+		// x has no gradient yet (the usual case: it feeds only this SiLU):
+		// turn dy into it in place.
+		kernel.SiLUBackwardInPlace(dy, x.Data, y.Data)
+		tp.addGrad(x, dy)
 	})
 	return y
 }

@@ -403,6 +403,19 @@ func SiLUBackwardFromOutput(dx, dy, x, y []float32) {
 	bwTasks.put(t)
 }
 
+// SiLUBackwardInPlace is SiLUBackwardFromOutput into a zero dx, written
+// over dy: dy = dy * silu'(x), for a gradient the caller can hand on.
+func SiLUBackwardInPlace(dy, x, y []float32) {
+	n := len(dy)
+	if len(x) < n || len(y) < n {
+		panic("kernel: backward operands shorter than dy")
+	}
+	t := bwTasks.get()
+	*t = bwTask{op: bwSiLUOutInPlace, dx: dy, dy: dy, x: x, y: y, n: n}
+	Parallel((n+ewBlock-1)/ewBlock, n, t)
+	bwTasks.put(t)
+}
+
 // AddInto accumulates dx += dy elementwise over len(dx).
 func AddInto(dx, dy []float32) { elementwiseBack(bwAdd, dx, dy, nil, 0) }
 
@@ -426,19 +439,20 @@ func elementwiseBack(op bwOp, dx, dy, x []float32, a float32) {
 type bwOp int
 
 const (
-	bwSiLU       bwOp = iota // dx += dy * silu'(x), blocks of ewBlock
-	bwSiLUOut                // the same from x and y = silu(x)
-	bwAdd                    // dx += dy
-	bwAddScaled              // dx += a*dy
-	bwAddDivided             // dx += dy/a
-	bwBias                   // dx[o] += sum of dy[:, o, :], unit o
-	bwToCM                   // dx [c, n*hw] = dy [n, c, hw], unit c
-	bwTranspose              // dx = dy^T for dy [n rows, c cols], unit 32 columns
-	bwCol2im                 // dx += col2im(dy), unit channel
-	bwUpsample               // dx [planes, h, w] += 2x2 sums of dy, unit plane
-	bwIm2col3x3              // dx = im2col of dy for a 3x3 "same" conv, unit channel
-	bwAddFromCM              // dx [n, c, hw] += dy [c, n*hw], unit c
-	bwToPM                   // dx [n*hw, c] = dy [n, c, hw], unit 32 pixels of an image
+	bwSiLU           bwOp = iota // dx += dy * silu'(x), blocks of ewBlock
+	bwSiLUOut                    // the same from x and y = silu(x)
+	bwSiLUOutInPlace             // dx = dy * silu'(x) from x and y, dx may be dy
+	bwAdd                        // dx += dy
+	bwAddScaled                  // dx += a*dy
+	bwAddDivided                 // dx += dy/a
+	bwBias                       // dx[o] += sum of dy[:, o, :], unit o
+	bwToCM                       // dx [c, n*hw] = dy [n, c, hw], unit c
+	bwTranspose                  // dx = dy^T for dy [n rows, c cols], unit 32 columns
+	bwCol2im                     // dx += col2im(dy), unit channel
+	bwUpsample                   // dx [planes, h, w] += 2x2 sums of dy, unit plane
+	bwIm2col3x3                  // dx = im2col of dy for a 3x3 "same" conv, unit channel
+	bwAddFromCM                  // dx [n, c, hw] += dy [c, n*hw], unit c
+	bwToPM                       // dx [n*hw, c] = dy [n, c, hw], unit 32 pixels of an image
 )
 
 // bwTask is the one task type of the backward kernels; its fields mean what
@@ -457,7 +471,7 @@ var bwTasks freeList[bwTask]
 
 func (t *bwTask) Run(lo, hi int) {
 	switch t.op {
-	case bwSiLU, bwSiLUOut, bwAdd, bwAddScaled, bwAddDivided:
+	case bwSiLU, bwSiLUOut, bwSiLUOutInPlace, bwAdd, bwAddScaled, bwAddDivided:
 		i0, i1 := lo*ewBlock, min(hi*ewBlock, t.n)
 		dx, dy := t.dx[i0:i1], t.dy[i0:i1]
 		dy = dy[:len(dx)]
@@ -480,6 +494,17 @@ func (t *bwTask) Run(lo, hi int) {
 					s = y[i] / v
 				}
 				dx[i] += dy[i] * s * (1 + v*(1-s))
+			}
+		case bwSiLUOutInPlace:
+			x, y := t.x[i0:i1], t.y[i0:i1]
+			x, y = x[:len(dx)], y[:len(dx)]
+			dy = dy[:len(x)]
+			for i, v := range x {
+				var s float32 = 0.5
+				if v != 0 {
+					s = y[i] / v
+				}
+				dx[i] = 0 + dy[i]*s*(1+v*(1-s))
 			}
 		case bwAdd:
 			for i, v := range dy {

@@ -340,3 +340,23 @@ func TestIm2colBackMatchesIm2col(t *testing.T) {
 		}
 	}
 }
+
+// TestSiLUBackwardInPlace checks that the in-place form gives the bits of
+// accumulating into zeros.
+func TestSiLUBackwardInPlace(t *testing.T) {
+	r := rand.New(rand.NewPCG(18, 19))
+	n := 10000
+	x := randSlice(r, n, 6)
+	x[0] = 0
+	dy := randSlice(r, n, 1)
+	y := make([]float32, n)
+	SiLU(y, x)
+	want := make([]float32, n)
+	SiLUBackwardFromOutput(want, dy, x, y)
+	SiLUBackwardInPlace(dy, x, y)
+	for i := range want {
+		if math.Float32bits(dy[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("element %d: in place %v, accumulated %v", i, dy[i], want[i])
+		}
+	}
+}
