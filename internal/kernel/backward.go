@@ -350,15 +350,31 @@ func (t *gnBackTask) Run(lo, hi int) {
 		for ch := 0; ch < cpg; ch++ {
 			cc := g*cpg + ch
 			w := float64(t.weight[cc])
-			var sdy, sdyx float64
 			d := t.dy[off+ch*hw : off+(ch+1)*hw]
 			xs := src[ch*hw : (ch+1)*hw]
 			xs = xs[:len(d)]
-			for j, v := range d {
-				xh := (float64(xs[j]) - m) * r
-				sdy += float64(v)
-				sdyx += float64(v) * xh
+			// Four running sums each, so that the adds do not wait on
+			// one another; they are combined in a fixed order.
+			var a0, a1, a2, a3, b0, b1, b2, b3 float64
+			j := 0
+			for ; j+4 <= len(d); j += 4 {
+				v0, v1, v2, v3 := float64(d[j]), float64(d[j+1]), float64(d[j+2]), float64(d[j+3])
+				a0 += v0
+				a1 += v1
+				a2 += v2
+				a3 += v3
+				b0 += v0 * ((float64(xs[j]) - m) * r)
+				b1 += v1 * ((float64(xs[j+1]) - m) * r)
+				b2 += v2 * ((float64(xs[j+2]) - m) * r)
+				b3 += v3 * ((float64(xs[j+3]) - m) * r)
 			}
+			for ; j < len(d); j++ {
+				v := float64(d[j])
+				a0 += v
+				b0 += v * ((float64(xs[j]) - m) * r)
+			}
+			sdy := (a0 + a1) + (a2 + a3)
+			sdyx := (b0 + b1) + (b2 + b3)
 			pw[cc] = float32(sdyx)
 			pb[cc] = float32(sdy)
 			sg += sdy * w
@@ -523,13 +539,28 @@ func (t *bwTask) Run(lo, hi int) {
 		}
 	case bwBias:
 		for o := lo; o < hi; o++ {
-			var sum float32
+			// Eight running sums, combined pairwise at the end, keep the
+			// adds from waiting on each other; the order is still fixed.
+			var acc [8]float32
 			for i := 0; i < t.n; i++ {
-				for _, v := range t.dy[(i*t.c+o)*t.hw:][:t.hw] {
-					sum += v
+				src := t.dy[(i*t.c+o)*t.hw:][:t.hw]
+				j := 0
+				for ; j+8 <= len(src); j += 8 {
+					v := (*[8]float32)(src[j:])
+					acc[0] += v[0]
+					acc[1] += v[1]
+					acc[2] += v[2]
+					acc[3] += v[3]
+					acc[4] += v[4]
+					acc[5] += v[5]
+					acc[6] += v[6]
+					acc[7] += v[7]
+				}
+				for ; j < len(src); j++ {
+					acc[j&7] += src[j]
 				}
 			}
-			t.dx[o] += sum
+			t.dx[o] += ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
 		}
 	case bwToCM:
 		nhw := t.n * t.hw
