@@ -44,6 +44,8 @@ type Trainer struct {
 	Data    *Latents
 	sampler *dataset.Sampler
 	micro   int
+	// tape is reused from step to step, so its memory is too.
+	tape *nn.Tape
 }
 
 // Latents is the training set in the UNet's input space: either pixel
@@ -295,7 +297,7 @@ func (t *Trainer) Step() (StepStats, error) {
 		default:
 			return st, fmt.Errorf("diffusion: prediction_type %q is not supported", pred)
 		}
-		tp := nn.NewTape()
+		tp := t.newTape()
 		tp.Constant(xt)
 		out, err := t.UNet.ForwardTape(tp, xt, ts32, labels)
 		if err != nil {
@@ -406,4 +408,15 @@ func (t *Trainer) ExportUNet(dir string) error {
 		return err
 	}
 	return m.Save(dir)
+}
+
+// newTape returns the trainer's tape, emptied: the tensors of the previous
+// micro-batch are dead by now, and their memory serves this one.
+func (t *Trainer) newTape() *nn.Tape {
+	if t.tape == nil {
+		t.tape = nn.NewTape()
+	} else {
+		t.tape.Reset()
+	}
+	return t.tape
 }

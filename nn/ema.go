@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/ldm-go/ldm/internal/kernel"
 	"github.com/ldm-go/ldm/internal/safetensors"
 )
 
@@ -58,10 +59,23 @@ func (e *EMA) DecayAt(step int64) float64 {
 func (e *EMA) Update() {
 	e.OptimizationStep++
 	w := float32(1 - e.DecayAt(e.OptimizationStep))
-	for _, p := range e.params.List() {
-		s := e.Shadow[p.Name]
+	list := e.params.List()
+	kernel.Parallel(len(list), 2*e.params.Count(), &emaTask{e: e, w: w})
+}
+
+// emaTask updates the shadows of parameters [lo, hi); each element is
+// independent, so the split over cores changes nothing.
+type emaTask struct {
+	e *EMA
+	w float32
+}
+
+func (t *emaTask) Run(lo, hi int) {
+	for _, p := range t.e.params.List()[lo:hi] {
+		s := t.e.Shadow[p.Name]
+		s = s[:len(p.Data)]
 		for i, v := range p.Data {
-			s[i] -= w * (s[i] - v)
+			s[i] -= t.w * (s[i] - v)
 		}
 	}
 }

@@ -25,7 +25,7 @@ func (ps *Params) ZeroGrad() {
 
 // ForwardTape is Forward recording the backward step on tp.
 func (c *Conv2d) ForwardTape(tp *Tape, x *Tensor) *Tensor {
-	y := c.Forward(x)
+	y := tp.keep(c.ForwardWS(tp.workspace(), x))
 	s := c.shape(x)
 	tp.record(func() {
 		dy := tp.take(y)
@@ -43,7 +43,14 @@ func (c *Conv2d) ForwardTape(tp *Tape, x *Tensor) *Tensor {
 
 // ForwardTape is Forward recording the backward step on tp.
 func (g *GroupNorm) ForwardTape(tp *Tape, x *Tensor) *Tensor {
-	y := g.Forward(x)
+	if tp == nil {
+		return g.Forward(x)
+	}
+	// The forward's kernel, keeping the statistics for the backward step.
+	y := tp.tensor(x.N, x.C, x.H, x.W)
+	stats := tp.buffer(2 * x.N * g.Groups)
+	mean, rstd := stats[:x.N*g.Groups], stats[x.N*g.Groups:]
+	kernel.GroupNorm(y.Data, x.Data, g.Weight.Data, g.Bias.Data, x.N, x.C, x.HW(), g.Groups, g.Eps, mean, rstd)
 	tp.record(func() {
 		dy := tp.take(y)
 		if dy == nil {
@@ -53,7 +60,7 @@ func (g *GroupNorm) ForwardTape(tp *Tape, x *Tensor) *Tensor {
 		if dx == nil {
 			dx = tp.work(len(x.Data))
 		}
-		kernel.GroupNormBackward(dx, g.Weight.EnsureGrad(), g.Bias.EnsureGrad(), dy, x.Data, g.Weight.Data, x.N, x.C, x.HW(), g.Groups, g.Eps)
+		kernel.GroupNormBackwardStats(dx, g.Weight.EnsureGrad(), g.Bias.EnsureGrad(), dy, x.Data, g.Weight.Data, mean, rstd, x.N, x.C, x.HW(), g.Groups, g.Eps)
 	})
 	return y
 }
@@ -64,7 +71,7 @@ func (l *Linear) ForwardTape(tp *Tape, x *Tensor) *Tensor {
 	if len(x.Data) != n*l.In {
 		panic("nn: Linear: input features do not match")
 	}
-	y := &Tensor{Data: l.Forward(x.Data, n), N: n, C: l.Out, H: 1, W: 1}
+	y := &Tensor{Data: tp.keepFloats(l.ForwardWS(tp.workspace(), x.Data, n)), N: n, C: l.Out, H: 1, W: 1}
 	tp.record(func() {
 		dy := tp.take(y)
 		if dy == nil {
@@ -85,7 +92,7 @@ func (l *Linear) ForwardTape(tp *Tape, x *Tensor) *Tensor {
 
 // ForwardTape returns the rows for ids as [len(ids), Dim, 1, 1].
 func (e *Embedding) ForwardTape(tp *Tape, ids []int) *Tensor {
-	y := &Tensor{Data: e.Forward(ids), N: len(ids), C: e.Dim, H: 1, W: 1}
+	y := &Tensor{Data: tp.keepFloats(e.ForwardWS(tp.workspace(), ids)), N: len(ids), C: e.Dim, H: 1, W: 1}
 	ids = append([]int(nil), ids...)
 	tp.record(func() {
 		dy := tp.take(y)
@@ -146,7 +153,7 @@ func (r *ResnetBlock2D) ForwardTape(tp *Tape, x, tembAct *Tensor) *Tensor {
 func linearBackwardCF(dx []float32, l *Linear, dy, x []float32, n int, xt []float32) {
 	// dW [out, in] += dy [out, n] x^T [n, in], with x^T formed explicitly
 	// so that the GEMM reads both operands by rows.
-	kernel.Transpose(xt, x, l.In, n)
+	kernel.TransposeParallel(xt, x, l.In, n)
 	blas.Sgemm(false, false, l.Out, l.In, n, 1, dy, n, xt, l.In, 1, l.Weight.EnsureGrad(), l.In)
 	db := l.Bias.EnsureGrad()
 	for o := range db {
@@ -161,10 +168,12 @@ func linearBackwardCF(dx []float32, l *Linear, dy, x []float32, n int, xt []floa
 	}
 }
 
-// ForwardTape is Forward recording the backward step on tp. The
-// projections are kept for the backward step; the attention probabilities
-// are recomputed there, which costs one small GEMM per head instead of
-// HW*HW floats per head and image.
+// ForwardTape is Forward recording the backward step on tp. As Forward,
+// it lays the batch out channel-major [C, N*HW] so that each projection is
+// one GEMM over every image, forward and backward. The projections are kept
+// for the backward step; the attention probabilities are recomputed there,
+// which costs one small GEMM per head and image instead of HW*HW floats
+// each.
 func (a *Attention) ForwardTape(tp *Tape, x *Tensor) *Tensor {
 	if tp == nil {
 		return a.Forward(x)
@@ -172,30 +181,35 @@ func (a *Attention) ForwardTape(tp *Tape, x *Tensor) *Tensor {
 	hw, c := x.HW(), x.C
 	inner := a.Heads * a.HeadDim
 	d := a.HeadDim
+	ncols := x.N * hw
 	h := x
 	if a.GroupNorm != nil {
 		h = a.GroupNorm.ForwardTape(tp, x)
 	}
-	per := inner * hw
-	q := make([]float32, x.N*per)
-	k := make([]float32, x.N*per)
-	v := make([]float32, x.N*per)
-	o := make([]float32, x.N*per)
-	scores := make([]float32, hw*hw)
+	hc := h.Data
+	if x.N > 1 {
+		hc = tp.buffer(c * ncols)
+		kernel.ToChannelMajor(hc, h.Data, x.N, c, hw)
+	}
+	q := tp.buffer(inner * ncols)
+	k := tp.buffer(inner * ncols)
+	v := tp.buffer(inner * ncols)
+	o := tp.buffer(inner * ncols)
+	projectCF(q, a.ToQ, hc, ncols)
+	projectCF(k, a.ToK, hc, ncols)
+	projectCF(v, a.ToV, hc, ncols)
 	scale := float32(1 / math.Sqrt(float64(d)))
-	proj := NewTensor(x.N, x.C, x.H, x.W)
-	for n := 0; n < x.N; n++ {
-		hn := h.Data[n*c*hw : (n+1)*c*hw]
-		qn, kn, vn, on := q[n*per:][:per], k[n*per:][:per], v[n*per:][:per], o[n*per:][:per]
-		projectCF(qn, a.ToQ, hn, hw)
-		projectCF(kn, a.ToK, hn, hw)
-		projectCF(vn, a.ToV, hn, hw)
-		for head := 0; head < a.Heads; head++ {
-			blas.Sgemm(true, false, hw, hw, d, scale, qn[head*d*hw:], hw, kn[head*d*hw:], hw, 0, scores, hw)
-			kernel.SoftmaxRows(scores, hw, hw)
-			blas.Sgemm(false, true, d, hw, hw, 1, vn[head*d*hw:], hw, scores, hw, 0, on[head*d*hw:], hw)
-		}
-		projectCF(proj.Data[n*c*hw:(n+1)*c*hw], a.ToOut, on, hw)
+	work := tp.ws.Floats(kernel.AttentionWork(x.N, a.Heads, hw, d))
+	kernel.AttentionCore(o, q, k, v, x.N, a.Heads, d, hw, scale, work)
+	tp.ws.Release(work)
+	proj := tp.tensor(x.N, x.C, x.H, x.W)
+	if x.N == 1 {
+		projectCF(proj.Data, a.ToOut, o, ncols)
+	} else {
+		yc := tp.ws.Floats(c * ncols)
+		blas.Sgemm(false, false, c, ncols, inner, 1, a.ToOut.Weight.Data, inner, o, ncols, 0, yc, ncols)
+		kernel.FromChannelMajor(proj.Data, yc, a.ToOut.Bias.Data, x.N, c, hw)
+		tp.ws.Release(yc)
 	}
 	tp.record(func() {
 		dp := tp.take(proj)
@@ -203,40 +217,36 @@ func (a *Attention) ForwardTape(tp *Tape, x *Tensor) *Tensor {
 			return
 		}
 		dh := tp.grad(h)
-		buf := tp.work(4*per + 3*hw*hw + hw*max(c, inner))
+		per := inner * ncols
+		buf := tp.work(4*per + 2*c*ncols + ncols*max(c, inner) + kernel.AttentionBackwardWork(x.N, a.Heads, hw, d))
 		dq, dk, dv, do := buf[:per], buf[per:2*per], buf[2*per:3*per], buf[3*per:4*per]
 		buf = buf[4*per:]
-		p, dP, dSt := buf[:hw*hw], buf[hw*hw:2*hw*hw], buf[2*hw*hw:3*hw*hw]
-		xt := buf[3*hw*hw:]
-		for n := 0; n < x.N; n++ {
-			hn := h.Data[n*c*hw : (n+1)*c*hw]
-			qn, kn, vn, on := q[n*per:][:per], k[n*per:][:per], v[n*per:][:per], o[n*per:][:per]
-			dpn := dp[n*c*hw : (n+1)*c*hw]
-			clear(do)
-			linearBackwardCF(do, a.ToOut, dpn, on, hw, xt)
-			for head := 0; head < a.Heads; head++ {
-				off := head * d * hw
-				qh, kh, vh, doh := qn[off:], kn[off:], vn[off:], do[off:]
-				blas.Sgemm(true, false, hw, hw, d, scale, qh, hw, kh, hw, 0, p, hw)
-				kernel.SoftmaxRows(p, hw, hw)
-				// o[e, i] = sum_j v[e, j] p[i, j]:
-				// dp[i, j] = sum_e do[e, i] v[e, j], dv[e, j] = sum_i do[e, i] p[i, j].
-				blas.Sgemm(true, false, hw, hw, d, 1, doh, hw, vh, hw, 0, dP, hw)
-				blas.Sgemm(false, false, d, hw, hw, 1, doh, hw, p, hw, 0, dv[off:], hw)
-				kernel.SoftmaxRowsBackward(dP, p, hw, hw)
-				// s[i, j] = scale sum_e q[e, i] k[e, j]:
-				// dq[e, i] = scale sum_j k[e, j] ds[i, j], dk[e, j] = scale sum_i q[e, i] ds[i, j].
-				kernel.Transpose(dSt, dP, hw, hw)
-				blas.Sgemm(false, false, d, hw, hw, scale, kh, hw, dSt, hw, 0, dq[off:], hw)
-				blas.Sgemm(false, false, d, hw, hw, scale, qh, hw, dP, hw, 0, dk[off:], hw)
+		dpc, dhc := buf[:c*ncols], buf[c*ncols:2*c*ncols]
+		buf = buf[2*c*ncols:]
+		xt := buf[:ncols*max(c, inner)]
+		abw := buf[ncols*max(c, inner):]
+		if x.N == 1 {
+			dpc = dp
+		} else {
+			kernel.ToChannelMajor(dpc, dp, x.N, c, hw)
+		}
+		clear(do)
+		linearBackwardCF(do, a.ToOut, dpc, o, ncols, xt)
+		kernel.AttentionBackward(dq, dk, dv, do, q, k, v, x.N, a.Heads, d, hw, scale, abw)
+		var dhcOut []float32
+		if dh != nil {
+			dhcOut = dhc
+			if x.N == 1 {
+				dhcOut = dh
+			} else {
+				clear(dhc)
 			}
-			var dhn []float32
-			if dh != nil {
-				dhn = dh[n*c*hw : (n+1)*c*hw]
-			}
-			linearBackwardCF(dhn, a.ToQ, dq, hn, hw, xt)
-			linearBackwardCF(dhn, a.ToK, dk, hn, hw, xt)
-			linearBackwardCF(dhn, a.ToV, dv, hn, hw, xt)
+		}
+		linearBackwardCF(dhcOut, a.ToQ, dq, hc, ncols, xt)
+		linearBackwardCF(dhcOut, a.ToK, dk, hc, ncols, xt)
+		linearBackwardCF(dhcOut, a.ToV, dv, hc, ncols, xt)
+		if dh != nil && x.N > 1 {
+			kernel.AddFromChannelMajor(dh, dhc, x.N, c, hw)
 		}
 	})
 	return tp.Residual(proj, x, a.RescaleOutputFactor)

@@ -203,8 +203,11 @@ func TestAttentionGradient(t *testing.T) {
 			ps := &Params{}
 			a := NewAttention(ps, "attn", tc.channels, tc.headDim, tc.groups, 1e-6, tc.rescale)
 			randomParams(ps, 13)
-			x := randomTensor(2, tc.channels, 3, 3, 14)
-			checkLayer(t, ps, []*Tensor{x}, func(tp *Tape) *Tensor { return a.ForwardTape(tp, x) }, func() *Tensor { return a.Forward(x) })
+			// A single image takes the path without channel-major copies.
+			for _, n := range []int{1, 2} {
+				x := randomTensor(n, tc.channels, 3, 3, 14)
+				checkLayer(t, ps, []*Tensor{x}, func(tp *Tape) *Tensor { return a.ForwardTape(tp, x) }, func() *Tensor { return a.Forward(x) })
+			}
 		})
 	}
 }
@@ -349,6 +352,46 @@ func TestTensorOpsGradient(t *testing.T) {
 		}
 		if g := tp.Grad(x)[i]; g != want {
 			t.Fatalf("clamp gradient at x = %v is %v, want %v", v, g, want)
+		}
+	}
+}
+
+// TestTapeReuseAfterReset runs the same resnet and attention step on a
+// fresh tape and then twice on one reused tape: the recycled tensors and
+// gradients hold stale data, which must never leak into a result.
+func TestTapeReuseAfterReset(t *testing.T) {
+	ps := &Params{}
+	r := NewResnetBlock2D(ps, "res", 4, 6, 5, 2, 1e-5, false, 1)
+	a := NewAttention(ps, "attn", 6, 3, 2, 1e-6, 1)
+	randomParams(ps, 21)
+	x := randomTensor(3, 4, 4, 5, 22)
+	temb := randomTensor(3, 5, 1, 1, 23)
+	c := randomTensor(3, 6, 4, 5, 24)
+	step := func(tp *Tape) ([]float32, []float32) {
+		ps.ZeroGrad()
+		y := a.ForwardTape(tp, r.ForwardTape(tp, x, tp.SiLU(temb)))
+		tp.AddGrad(y, c.Data)
+		tp.Backward()
+		var grads []float32
+		for _, p := range ps.List() {
+			grads = append(grads, p.Grad...)
+		}
+		return append([]float32(nil), y.Data...), append(grads, tp.Grad(x)...)
+	}
+	wantY, wantG := step(NewTape())
+	tp := NewTape()
+	for round := 0; round < 2; round++ {
+		tp.Reset()
+		y, g := step(tp)
+		for i := range wantY {
+			if math.Float32bits(y[i]) != math.Float32bits(wantY[i]) {
+				t.Fatalf("round %d: output %d is %v, fresh tape %v", round, i, y[i], wantY[i])
+			}
+		}
+		for i := range wantG {
+			if math.Float32bits(g[i]) != math.Float32bits(wantG[i]) {
+				t.Fatalf("round %d: gradient %d is %v, fresh tape %v", round, i, g[i], wantG[i])
+			}
 		}
 	}
 }

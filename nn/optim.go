@@ -5,6 +5,7 @@ import (
 	"math"
 	"strings"
 
+	"github.com/ldm-go/ldm/internal/kernel"
 	"github.com/ldm-go/ldm/internal/safetensors"
 )
 
@@ -46,21 +47,39 @@ func (o *AdamW) Update(lr float64) {
 	stepSize := float32(lr / (1 - math.Pow(o.Beta1, t)))
 	bc2Sqrt := float32(math.Sqrt(1 - math.Pow(o.Beta2, t)))
 	eps := float32(o.Eps)
+	// The state is allocated first: the update below runs parameters in
+	// parallel, and each element's arithmetic is independent of the others.
 	for _, p := range o.Params.List() {
+		if p.Grad != nil && o.ExpAvg[p.Name] == nil {
+			o.ExpAvg[p.Name], o.ExpAvgSq[p.Name] = make([]float32, len(p.Data)), make([]float32, len(p.Data))
+		}
+	}
+	t2 := &adamTask{o: o, decay: decay, b1: b1, b2: b2, c1: c1, c2: c2, stepSize: stepSize, bc2Sqrt: bc2Sqrt, eps: eps}
+	list := o.Params.List()
+	kernel.Parallel(len(list), o.Params.Count(), t2)
+}
+
+// adamTask updates parameters [lo, hi) of the list.
+type adamTask struct {
+	o                      *AdamW
+	decay, b1, b2, c1, c2  float32
+	stepSize, bc2Sqrt, eps float32
+}
+
+func (t *adamTask) Run(lo, hi int) {
+	for _, p := range t.o.Params.List()[lo:hi] {
 		if p.Grad == nil {
 			continue
 		}
-		m, v := o.ExpAvg[p.Name], o.ExpAvgSq[p.Name]
-		if m == nil {
-			m, v = make([]float32, len(p.Data)), make([]float32, len(p.Data))
-			o.ExpAvg[p.Name], o.ExpAvgSq[p.Name] = m, v
-		}
-		for i, g := range p.Grad {
-			x := p.Data[i] * decay
-			m[i] = m[i]*b1 + c1*g
-			v[i] = v[i]*b2 + c2*g*g
-			denom := float32(math.Sqrt(float64(v[i])))/bc2Sqrt + eps
-			p.Data[i] = x - stepSize*(m[i]/denom)
+		m, v := t.o.ExpAvg[p.Name], t.o.ExpAvgSq[p.Name]
+		m, v = m[:len(p.Data)], v[:len(p.Data)]
+		g := p.Grad[:len(p.Data)]
+		for i, x := range p.Data {
+			x *= t.decay
+			m[i] = m[i]*t.b1 + t.c1*g[i]
+			v[i] = v[i]*t.b2 + t.c2*g[i]*g[i]
+			denom := float32(math.Sqrt(float64(v[i])))/t.bc2Sqrt + t.eps
+			p.Data[i] = x - t.stepSize*(m[i]/denom)
 		}
 	}
 }

@@ -37,6 +37,8 @@ type Trainer struct {
 	Opts    TrainOptions
 	sampler *dataset.Sampler
 	micro   int // micro-batches done
+	// tape is reused from step to step, so its memory is too.
+	tape *nn.Tape
 }
 
 // stepStream offsets the per-micro-batch streams from other uses of the seed.
@@ -83,7 +85,7 @@ func (t *Trainer) Step() (StepStats, error) {
 		rng := nn.NewRNG(t.Opts.Seed, stepStream+uint64(t.micro))
 		x := nn.NewTensor(b, c, h, w)
 		t.sampler.Batch(x.Data, nil, t.micro*b, b, rng)
-		tp := nn.NewTape()
+		tp := t.newTape()
 		tp.Constant(x)
 		post, err := t.Model.EncodeTape(tp, x)
 		if err != nil {
@@ -225,4 +227,15 @@ func (t *Trainer) Export(dir string) error {
 		return err
 	}
 	return m.Save(dir)
+}
+
+// newTape returns the trainer's tape, emptied: the tensors of the previous
+// micro-batch are dead by now, and their memory serves this one.
+func (t *Trainer) newTape() *nn.Tape {
+	if t.tape == nil {
+		t.tape = nn.NewTape()
+	} else {
+		t.tape.Reset()
+	}
+	return t.tape
 }
