@@ -27,7 +27,7 @@
 // numpy or Python floats; element-wise products are rounded explicitly so
 // no platform fuses them.
 //
-// Randomness
+// # Randomness
 //
 // Stochastic steps (DDPM, DDIM with eta > 0, Euler ancestral, SDE
 // DPM-Solver++) draw standard normal values only from the Noise passed to
