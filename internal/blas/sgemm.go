@@ -5,7 +5,8 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"time"
+
+	"github.com/ldm-go/ldm/internal/workers"
 )
 
 // Sgemm computes C = alpha*op(A)*op(B) + beta*C for row-major matrices, where
@@ -162,7 +163,7 @@ func (g *gemm) compute() {
 	if g.procs <= 1 {
 		g.work()
 	} else {
-		jobs := startHelpers(g.procs - 1)
+		jobs := workers.Queue(g.procs - 1)
 		g.wg.Add(g.procs - 1)
 		for i := 1; i < g.procs; i++ {
 			jobs <- g
@@ -424,66 +425,10 @@ func (g *gemm) multiply(w, u int) {
 	}
 }
 
-// The helpers are long-lived goroutines fed through one channel, so a call
-// wakes parked goroutines instead of spawning (and allocating) new ones.
-var helpers struct {
-	mu   sync.Mutex
-	n    int
-	jobs chan *gemm
-}
-
-// startHelpers makes sure at least n helpers exist and returns their queue.
-func startHelpers(n int) chan *gemm {
-	helpers.mu.Lock()
-	defer helpers.mu.Unlock()
-	if helpers.jobs == nil {
-		helpers.jobs = make(chan *gemm, 64)
-	}
-	for ; helpers.n < n; helpers.n++ {
-		go helperLoop(helpers.jobs)
-	}
-	return helpers.jobs
-}
-
-// helperSpin is how long a helper keeps polling for the next call before
-// parking: waking a parked thread costs tens of microseconds on a virtual
-// machine, more than a small multiply, and the model layers call Sgemm back
-// to back.
-const helperSpin = 200 * time.Microsecond
-
-func helperLoop(jobs <-chan *gemm) {
-	for {
-		g := pollJobs(jobs)
-		if g == nil {
-			g = <-jobs
-		}
-		g.work()
-		g.wg.Done()
-	}
-}
-
-// pollJobs polls jobs for up to helperSpin and returns nil if none came.
-func pollJobs(jobs <-chan *gemm) *gemm {
-	var start time.Time
-	for i := 0; ; i++ {
-		select {
-		case g := <-jobs:
-			return g
-		default:
-		}
-		if i%64 == 0 {
-			if i == 0 {
-				start = time.Now()
-			} else if time.Since(start) > helperSpin {
-				return nil
-			}
-		}
-		// Yield now and then, not on every poll: the scheduler lock it
-		// takes would slow the goroutines doing the work.
-		if i%1024 == 1023 {
-			runtime.Gosched()
-		}
-	}
+// Work is a helper's share of the call (workers.Job).
+func (g *gemm) Work() {
+	g.work()
+	g.wg.Done()
 }
 
 // The free list is a plain slice rather than a sync.Pool: a pool is emptied

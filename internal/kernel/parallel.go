@@ -4,7 +4,8 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"time"
+
+	"github.com/ldm-go/ldm/internal/workers"
 )
 
 // Task is work split into independent units: Run(lo, hi) does units
@@ -40,7 +41,7 @@ func Parallel(units, work int, t Task) {
 	// trips to the counter.
 	j.chunk = max(1, units/(4*procs))
 	j.next.Store(0)
-	jobs := startHelpers(procs - 1)
+	jobs := workers.Queue(procs - 1)
 	j.wg.Add(procs - 1)
 	for i := 1; i < procs; i++ {
 		jobs <- j
@@ -69,60 +70,10 @@ func (j *job) work() {
 	}
 }
 
-var helpers struct {
-	mu   sync.Mutex
-	n    int
-	jobs chan *job
-}
-
-// startHelpers makes sure n helper goroutines exist and returns their queue.
-func startHelpers(n int) chan *job {
-	helpers.mu.Lock()
-	defer helpers.mu.Unlock()
-	if helpers.jobs == nil {
-		helpers.jobs = make(chan *job, 64)
-	}
-	for ; helpers.n < n; helpers.n++ {
-		go helperLoop(helpers.jobs)
-	}
-	return helpers.jobs
-}
-
-// helperSpin is how long a helper polls for the next job before parking:
-// the layers call Parallel back to back, and waking a parked thread on a
-// virtual machine costs more than most of these jobs.
-const helperSpin = 50 * time.Microsecond
-
-func helperLoop(jobs <-chan *job) {
-	for {
-		j := pollJobs(jobs)
-		if j == nil {
-			j = <-jobs
-		}
-		j.work()
-		j.wg.Done()
-	}
-}
-
-func pollJobs(jobs <-chan *job) *job {
-	var start time.Time
-	for i := 0; ; i++ {
-		select {
-		case j := <-jobs:
-			return j
-		default:
-		}
-		if i%64 == 0 {
-			if i == 0 {
-				start = time.Now()
-			} else if time.Since(start) > helperSpin {
-				return nil
-			}
-		}
-		if i%256 == 255 {
-			runtime.Gosched()
-		}
-	}
+// Work is a helper's share of the call (workers.Job).
+func (j *job) Work() {
+	j.work()
+	j.wg.Done()
 }
 
 // A plain free list rather than a sync.Pool, which the collector empties.
