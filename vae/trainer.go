@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 
 	"github.com/ldm-go/ldm/internal/dataset"
@@ -221,9 +220,6 @@ func (t *Trainer) Resume(root string) (int, error) {
 func (t *Trainer) Export(dir string) error {
 	m, err := t.Weights()
 	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	return m.Save(dir)

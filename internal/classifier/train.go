@@ -22,6 +22,7 @@ type Trainer struct {
 	Opts    TrainOptions
 	sampler *dataset.Sampler
 	micro   int
+	tape    *nn.Tape
 }
 
 // NewTrainer checks the data against the model.
@@ -52,7 +53,11 @@ func (t *Trainer) Step() (float64, error) {
 		x := nn.NewTensor(b, c.InChannels, c.SampleSize, c.SampleSize)
 		labels := make([]int, b)
 		t.sampler.Batch(x.Data, labels, t.micro*b, b, nil)
-		tp := nn.NewTape()
+		if t.tape == nil {
+			t.tape = nn.NewTape()
+		}
+		tp := t.tape
+		tp.Reset() // the previous micro-batch's tensors are dead; reuse their memory
 		tp.Constant(x)
 		_, logits := t.Model.forward(tp, x)
 		loss, g, _ := nn.SoftmaxCrossEntropy(logits.Data, labels, c.Classes)
