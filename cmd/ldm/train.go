@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"time"
 
 	"github.com/ldm-go/ldm/diffusion"
 	"github.com/ldm-go/ldm/internal/checkpoint"
@@ -130,7 +129,6 @@ func (l *trainLoop) run(ctx context.Context, what string) error {
 	start := l.current()
 	bar := newProgress(l.e, l.c.quiet, int64(l.c.opts.Steps), what)
 	bar.set(int64(start), "")
-	last := time.Now()
 	for l.current() < l.c.opts.Steps {
 		if err := ctx.Err(); err != nil {
 			bar.finish()
@@ -154,7 +152,6 @@ func (l *trainLoop) run(ctx context.Context, what string) error {
 				return err
 			}
 		}
-		_ = last
 	}
 	bar.finish()
 	return nil
