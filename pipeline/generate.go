@@ -20,7 +20,7 @@ const (
 )
 
 // DefaultSteps is the number of inference steps when Options.Steps is 0.
-const DefaultSteps = 25
+const DefaultSteps = 20
 
 // Options says what to generate.
 type Options struct {
