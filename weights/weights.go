@@ -8,7 +8,7 @@ import (
 	"io/fs"
 )
 
-//go:embed README.md mnist-classifier
+//go:embed README.md mnist-classifier mnist-ldm
 var files embed.FS
 
 // DefaultPipelineDir is the folder of the default pipeline inside FS.

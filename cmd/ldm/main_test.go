@@ -161,3 +161,18 @@ func TestHelp(t *testing.T) {
 		}
 	}
 }
+
+// With no --model, sample uses the embedded default pipeline.
+func TestSampleDefaultModel(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "samples.png")
+	code, _, stderr := ldm(t, "sample", "-n", "4", "--seed", "1", "--steps", "4", "-o", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if meta, err := imageio.ReadMetadata(out); err != nil || meta[metaModel] != "default" {
+		t.Errorf("metadata %v, %v", meta, err)
+	}
+	if !strings.Contains(stderr, "wrote "+out) {
+		t.Errorf("stderr does not say where the grid went: %q", stderr)
+	}
+}
