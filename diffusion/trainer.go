@@ -296,7 +296,8 @@ func (t *Trainer) Step() (StepStats, error) {
 		default:
 			return st, fmt.Errorf("diffusion: prediction_type %q is not supported", pred)
 		}
-		tp := t.newTape()
+		t.tape = nn.ReuseTape(t.tape)
+		tp := t.tape
 		tp.Constant(xt)
 		out, err := t.UNet.ForwardTape(tp, xt, ts32, labels)
 		if err != nil {
@@ -404,15 +405,4 @@ func (t *Trainer) ExportUNet(dir string) error {
 		return err
 	}
 	return m.Save(dir)
-}
-
-// newTape returns the trainer's tape, emptied: the tensors of the previous
-// micro-batch are dead by now, and their memory serves this one.
-func (t *Trainer) newTape() *nn.Tape {
-	if t.tape == nil {
-		t.tape = nn.NewTape()
-	} else {
-		t.tape.Reset()
-	}
-	return t.tape
 }

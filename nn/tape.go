@@ -528,3 +528,13 @@ func (tp *Tape) GaussianSample(mean, logvar *Tensor, eps []float32) *Tensor {
 	})
 	return y
 }
+
+// ReuseTape returns tp emptied by Reset, or a new tape when tp is nil: a
+// trainer keeps one tape, whose memory serves every micro-batch in turn.
+func ReuseTape(tp *Tape) *Tape {
+	if tp == nil {
+		return NewTape()
+	}
+	tp.Reset()
+	return tp
+}

@@ -84,7 +84,8 @@ func (t *Trainer) Step() (StepStats, error) {
 		rng := nn.NewRNG(t.Opts.Seed, stepStream+uint64(t.micro))
 		x := nn.NewTensor(b, c, h, w)
 		t.sampler.Batch(x.Data, nil, t.micro*b, b, rng)
-		tp := t.newTape()
+		t.tape = nn.ReuseTape(t.tape)
+		tp := t.tape
 		tp.Constant(x)
 		post, err := t.Model.EncodeTape(tp, x)
 		if err != nil {
@@ -223,15 +224,4 @@ func (t *Trainer) Export(dir string) error {
 		return err
 	}
 	return m.Save(dir)
-}
-
-// newTape returns the trainer's tape, emptied: the tensors of the previous
-// micro-batch are dead by now, and their memory serves this one.
-func (t *Trainer) newTape() *nn.Tape {
-	if t.tape == nil {
-		t.tape = nn.NewTape()
-	} else {
-		t.tape.Reset()
-	}
-	return t.tape
 }

@@ -53,11 +53,8 @@ func (t *Trainer) Step() (float64, error) {
 		x := nn.NewTensor(b, c.InChannels, c.SampleSize, c.SampleSize)
 		labels := make([]int, b)
 		t.sampler.Batch(x.Data, labels, t.micro*b, b, nil)
-		if t.tape == nil {
-			t.tape = nn.NewTape()
-		}
+		t.tape = nn.ReuseTape(t.tape)
 		tp := t.tape
-		tp.Reset() // the previous micro-batch's tensors are dead; reuse their memory
 		tp.Constant(x)
 		_, logits := t.Model.forward(tp, x)
 		loss, g, _ := nn.SoftmaxCrossEntropy(logits.Data, labels, c.Classes)
