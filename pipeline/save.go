@@ -11,13 +11,19 @@ import (
 )
 
 // Save writes the pipeline in diffusers' folder layout: model_index.json,
-// unet/, vae/ or vqvae/, and scheduler/scheduler_config.json. Every file is
-// written to a temporary name and renamed.
+// unet/, vae/ or vqvae/, and scheduler/scheduler_config.json. The folder is
+// written under a temporary name and renamed into place (replacing an
+// earlier pipeline folder, or an empty one, there), so an interrupted save never leaves a mix of old
+// and new files.
 //
 // diffusers has no pipeline class for a UNet2DModel with an AutoencoderKL,
 // so such a folder names the generic "DiffusionPipeline" (as the golden
 // cases do); a VQ pipeline is an LDMPipeline, a pixel one a DDPMPipeline.
 func (p *Pipeline) Save(dir string) error {
+	return atomicfile.WriteDir(dir, IndexFile, p.saveInto)
+}
+
+func (p *Pipeline) saveInto(dir string) error {
 	index := map[string]any{
 		"_diffusers_version": jsonconf.DiffusersVersion,
 		"unet":               []string{"diffusers", "UNet2DModel"},

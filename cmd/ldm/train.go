@@ -12,6 +12,7 @@ import (
 	"strconv"
 
 	"github.com/ldm-go/ldm/diffusion"
+	"github.com/ldm-go/ldm/internal/atomicfile"
 	"github.com/ldm-go/ldm/internal/checkpoint"
 	"github.com/ldm-go/ldm/internal/dataset"
 	"github.com/ldm-go/ldm/internal/imageio"
@@ -229,7 +230,7 @@ func trainVAE(ctx context.Context, e *env, args []string) error {
 	if err := loop.run(ctx, "train vae"); err != nil {
 		return err
 	}
-	if err := tr.Export(c.out); err != nil {
+	if err := atomicfile.WriteDir(c.out, vae.ConfigFile, tr.Export); err != nil {
 		return err
 	}
 	logf(e, c.quiet, "wrote %s", c.out)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/ldm-go/ldm/internal/atomicfile"
 	"github.com/ldm-go/ldm/internal/classifier"
 	"github.com/ldm-go/ldm/nn"
 )
@@ -72,7 +73,7 @@ func trainClassifier(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := w.Save(c.out); err != nil {
+	if err := atomicfile.WriteDir(c.out, classifier.ConfigFile, w.Save); err != nil {
 		return err
 	}
 	logf(e, c.quiet, "wrote %s", c.out)
