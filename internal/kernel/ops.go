@@ -136,9 +136,7 @@ func (t *ewTask) Run(lo, hi int) {
 	a := t.a[i0:i1]
 	switch t.op {
 	case opSiLU:
-		for i, v := range a {
-			d[i] = float32(float64(v) / (1 + exp64(-float64(v))))
-		}
+		silu(d, a)
 	case opAdd:
 		b := t.b[i0:i1]
 		for i, v := range a {
