@@ -102,3 +102,37 @@ func BenchmarkSiLU(b *testing.B) {
 		})
 	}
 }
+
+// TestGroupNormSiLU checks the fused norm and activation against the two
+// kernels run one after the other: the same bits, in place or not, and
+// GroupNormSiLUStats writes both outputs and the statistics.
+func TestGroupNormSiLU(t *testing.T) {
+	const n, c, hw, groups = 3, 8, 37, 4
+	r := rand.New(rand.NewPCG(5, 6))
+	x := randNormal(r, n*c*hw)
+	w, b := randNormal(r, c), randNormal(r, c)
+	norm := make([]float32, len(x))
+	mean, rstd := make([]float32, n*groups), make([]float32, n*groups)
+	GroupNorm(norm, x, w, b, n, c, hw, groups, 1e-5, mean, rstd)
+	want := make([]float32, len(x))
+	SiLU(want, norm)
+
+	got := make([]float32, len(x))
+	GroupNormSiLU(got, x, w, b, n, c, hw, groups, 1e-5)
+	inPlace := append([]float32(nil), x...)
+	GroupNormSiLU(inPlace, inPlace, w, b, n, c, hw, groups, 1e-5)
+	gotNorm, gotAct := make([]float32, len(x)), make([]float32, len(x))
+	gotMean, gotRstd := make([]float32, n*groups), make([]float32, n*groups)
+	GroupNormSiLUStats(gotNorm, gotAct, x, w, b, n, c, hw, groups, 1e-5, gotMean, gotRstd)
+	for i := range x {
+		if got[i] != want[i] || inPlace[i] != want[i] || gotAct[i] != want[i] || gotNorm[i] != norm[i] {
+			t.Fatalf("element %d: fused %g, in place %g, stats variant %g (norm %g); want %g (norm %g)",
+				i, got[i], inPlace[i], gotAct[i], gotNorm[i], want[i], norm[i])
+		}
+	}
+	for i := range mean {
+		if gotMean[i] != mean[i] || gotRstd[i] != rstd[i] {
+			t.Fatalf("statistics %d: mean %g rstd %g, want %g %g", i, gotMean[i], gotRstd[i], mean[i], rstd[i])
+		}
+	}
+}
