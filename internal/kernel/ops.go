@@ -114,9 +114,10 @@ func (t *groupNormTask) Run(lo, hi int) {
 			for j, v := range s {
 				d[j] = float32(float64(v)*scale + shift)
 			}
-			if t.act != nil {
-				silu(t.act[off+ch*hw:off+(ch+1)*hw], d)
-			}
+		}
+		if t.act != nil {
+			// The whole group at once: a 2x2 plane is shorter than a vector.
+			silu(t.act[off:off+size], t.dst[off:off+size])
 		}
 	}
 }

@@ -37,13 +37,22 @@ func siluAVX512(dst, x *float32, n int, consts *float64)
 //go:noescape
 func siluAVX2(dst, x *float32, n int, consts *float64)
 
+// The wrappers run the last len(x) % 8 (or % 4) values through the kernel
+// too, copied to a zero-padded buffer: the planes of small feature maps
+// (2x2) are shorter than a vector.
+
 func siluAVX512Slice(dst, x []float32) {
 	n := len(x) &^ 7
 	if n > 0 {
 		_ = dst[n-1]
 		siluAVX512(&dst[0], &x[0], n, &expConsts[0])
 	}
-	siluGo(dst[n:], x[n:])
+	if n < len(x) {
+		var buf [8]float32
+		copy(buf[:], x[n:])
+		siluAVX512(&buf[0], &buf[0], 8, &expConsts[0])
+		copy(dst[n:len(x)], buf[:])
+	}
 }
 
 func siluAVX2Slice(dst, x []float32) {
@@ -52,5 +61,10 @@ func siluAVX2Slice(dst, x []float32) {
 		_ = dst[n-1]
 		siluAVX2(&dst[0], &x[0], n, &expConsts4[0])
 	}
-	siluGo(dst[n:], x[n:])
+	if n < len(x) {
+		var buf [4]float32
+		copy(buf[:], x[n:])
+		siluAVX2(&buf[0], &buf[0], 4, &expConsts4[0])
+		copy(dst[n:len(x)], buf[:])
+	}
 }
