@@ -147,8 +147,7 @@ func (r *ResnetBlock2D) Forward(x *Tensor, tembAct []float32) *Tensor {
 
 // ForwardWS is Forward with buffers from ws.
 func (r *ResnetBlock2D) ForwardWS(ws *Workspace, x *Tensor, tembAct []float32) *Tensor {
-	h0 := r.Norm1.ForwardWS(ws, x)
-	kernel.SiLU(h0.Data, h0.Data)
+	h0 := r.Norm1.ForwardSiLUWS(ws, x)
 	h := r.Conv1.ForwardWS(ws, h0)
 	ws.ReleaseTensor(h0)
 	hw := h.HW()
@@ -160,15 +159,15 @@ func (r *ResnetBlock2D) ForwardWS(ws *Workspace, x *Tensor, tembAct []float32) *
 		if t != nil {
 			kernel.AddPlanes(h.Data, t, h.N*h.C, hw)
 		}
-		r.Norm2.Apply(h, h)
+		r.Norm2.ApplySiLU(h, h)
 	} else {
 		r.Norm2.Apply(h, h)
 		if t != nil {
 			kernel.ScaleShiftPlanes(h.Data, t, h.N, h.C, hw)
 		}
+		kernel.SiLU(h.Data, h.Data)
 	}
 	ws.Release(t)
-	kernel.SiLU(h.Data, h.Data)
 	out := r.Conv2.ForwardWS(ws, h)
 	ws.ReleaseTensor(h)
 	sc := x

@@ -102,6 +102,19 @@ func (g *GroupNorm) Apply(y, x *Tensor) {
 	kernel.GroupNorm(y.Data, x.Data, g.Weight.Data, g.Bias.Data, x.N, x.C, x.HW(), g.Groups, g.Eps, nil, nil)
 }
 
+// ForwardSiLUWS returns SiLU of the normalised x, with the output from ws.
+func (g *GroupNorm) ForwardSiLUWS(ws *Workspace, x *Tensor) *Tensor {
+	y := ws.Tensor(x.N, x.C, x.H, x.W)
+	g.ApplySiLU(y, x)
+	return y
+}
+
+// ApplySiLU writes SiLU of the normalised x to y, which may be x, in one
+// pass over the data.
+func (g *GroupNorm) ApplySiLU(y, x *Tensor) {
+	kernel.GroupNormSiLU(y.Data, x.Data, g.Weight.Data, g.Bias.Data, x.N, x.C, x.HW(), g.Groups, g.Eps)
+}
+
 // Linear is y = x W^T + b with W [out, in].
 type Linear struct {
 	Weight, Bias *Param

@@ -422,11 +422,10 @@ func (m *Model) ForwardWS(ws *nn.Workspace, x *nn.Tensor, timesteps []float32, c
 			h = replace(ws, h, u.ForwardWS(ws, h))
 		}
 	}
-	hn := m.ConvNormOut.ForwardWS(ws, h)
+	hn := m.ConvNormOut.ForwardSiLUWS(ws, h)
 	if !isSkip(skips, h) {
 		ws.ReleaseTensor(h)
 	}
-	kernel.SiLU(hn.Data, hn.Data)
 	out := m.ConvOut.ForwardWS(ws, hn)
 	ws.ReleaseTensor(hn)
 	for _, s := range skips {

@@ -3,7 +3,6 @@ package vae
 import (
 	"fmt"
 
-	"github.com/ldm-go/ldm/internal/kernel"
 	"github.com/ldm-go/ldm/nn"
 )
 
@@ -106,8 +105,7 @@ func (e *Encoder) ForwardWS(ws *nn.Workspace, x *nn.Tensor) *nn.Tensor {
 		}
 	}
 	h = replace(ws, h, e.MidBlock.forward(ws, h))
-	e.ConvNormOut.Apply(h, h)
-	kernel.SiLU(h.Data, h.Data)
+	e.ConvNormOut.ApplySiLU(h, h)
 	return replace(ws, h, e.ConvOut.ForwardWS(ws, h))
 }
 
@@ -163,7 +161,6 @@ func (d *Decoder) ForwardWS(ws *nn.Workspace, z *nn.Tensor) *nn.Tensor {
 			h = replace(ws, h, u.ForwardWS(ws, h))
 		}
 	}
-	d.ConvNormOut.Apply(h, h)
-	kernel.SiLU(h.Data, h.Data)
+	d.ConvNormOut.ApplySiLU(h, h)
 	return replace(ws, h, d.ConvOut.ForwardWS(ws, h))
 }

@@ -114,7 +114,7 @@ func Conv2dBackward(dx, dw, db, dy, x, weight []float32, s ConvShape, work []flo
 		}
 		// dw^T [K, OutC] += cols [K, nc] dyt [nc, OutC]: both operands are
 		// read row by row, which is what makes the GEMM fast.
-		im2colBack(cols[:k*nc], x[n0*in:][:cs.N*in], cs)
+		Im2col(cols[:k*nc], x[n0*in:][:cs.N*in], cs)
 		beta := float32(1)
 		if n0 == 0 {
 			beta = 0
@@ -126,7 +126,7 @@ func Conv2dBackward(dx, dw, db, dy, x, weight []float32, s ConvShape, work []flo
 		if flipped {
 			// dx [C, nc] = wt [C, OutC*9] im2col(dy) [OutC*9, nc].
 			ts.N = cs.N
-			im2colBack(cols[:s.OutC*9*nc], dyc, ts)
+			Im2col(cols[:s.OutC*9*nc], dyc, ts)
 			blas.Sgemm(false, false, s.C, nc, s.OutC*9, 1, wt, s.OutC*9, cols, nc, 0, dxc, nc)
 			AddFromChannelMajor(dx[n0*in:][:cs.N*in], dxc[:s.C*nc], cs.N, s.C, hw)
 			continue
@@ -202,23 +202,6 @@ func transposeParallel(dst, a []float32, rows, cols int) {
 // padding 1 on every side, whose output has the input's size.
 func is3x3Same(s ConvShape) bool {
 	return s.KH == 3 && s.KW == 3 && s.Stride == 1 && s.PadT == 1 && s.PadL == 1 && s.PadB == 1 && s.PadR == 1 && s.W >= 2 && s.H >= 2
-}
-
-// im2colBack is Im2col (the same values) with fast paths for the shapes
-// that dominate training: 1x1 convolutions, whose column matrix is x in
-// channel-major order, and 3x3 "same" convolutions.
-func im2colBack(cols, x []float32, s ConvShape) {
-	switch {
-	case s.KH == 1 && s.KW == 1 && s.Stride == 1 && s.PadT+s.PadL+s.PadB+s.PadR == 0:
-		reorderToChannelMajor(cols[:s.C*s.N*s.H*s.W], x, s.N, s.C, s.H*s.W)
-	case is3x3Same(s):
-		t := bwTasks.get()
-		*t = bwTask{op: bwIm2col3x3, dx: cols, dy: x, s: s}
-		Parallel(s.C, s.ColRows()*s.ColCols(), t)
-		bwTasks.put(t)
-	default:
-		Im2col(cols, x, s)
-	}
 }
 
 // im2col3x3 writes the rows of channels [lo, hi) of the column matrix of a

@@ -29,10 +29,31 @@ func (s ConvShape) ColCols() int { return s.N * s.OutH() * s.OutW() }
 // ColCols columns (row-major); row (c, i, j) holds, for every output pixel of
 // every image, the input value under kernel tap (i, j) of channel c, or 0 in
 // the padding. Rows are filled in parallel.
+//
+// The shapes that dominate the models have fast paths: 1x1 convolutions,
+// whose column matrix is x in channel-major order, and 3x3 "same"
+// convolutions, whose rows are whole image planes shifted (im2col3x3); the
+// others go element by element.
 func Im2col(cols, x []float32, s ConvShape) {
 	if len(cols) < s.ColRows()*s.ColCols() || len(x) < s.N*s.C*s.H*s.W {
 		panic("kernel: Im2col: buffer too small")
 	}
+	switch {
+	case s.KH == 1 && s.KW == 1 && s.Stride == 1 && s.PadT+s.PadL+s.PadB+s.PadR == 0:
+		reorderToChannelMajor(cols[:s.C*s.N*s.H*s.W], x, s.N, s.C, s.H*s.W)
+		return
+	case is3x3Same(s):
+		t := bwTasks.get()
+		*t = bwTask{op: bwIm2col3x3, dx: cols, dy: x, s: s}
+		Parallel(s.C, s.ColRows()*s.ColCols(), t)
+		bwTasks.put(t)
+		return
+	}
+	im2colGeneric(cols, x, s)
+}
+
+// im2colGeneric is Im2col for any shape, row by row.
+func im2colGeneric(cols, x []float32, s ConvShape) {
 	t := im2colTasks.get()
 	*t = im2colTask{cols: cols, x: x, s: s}
 	Parallel(s.ColRows(), s.ColRows()*s.ColCols(), t)

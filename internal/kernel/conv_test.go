@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -174,6 +175,28 @@ func BenchmarkConv2d(b *testing.B) {
 				Conv2d(y, x, w, bias, s, work)
 			}
 			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+// BenchmarkIm2col3x3 builds the column matrices of the training presets'
+// 3x3 "same" convolutions.
+func BenchmarkIm2col3x3(b *testing.B) {
+	for _, s := range []ConvShape{
+		{N: 64, C: 128, H: 8, W: 8},
+		{N: 64, C: 256, H: 4, W: 4},
+		{N: 64, C: 256, H: 2, W: 2},
+		{N: 16, C: 64, H: 32, W: 32},
+	} {
+		s.OutC, s.KH, s.KW, s.Stride = s.C, 3, 3, 1
+		s.PadT, s.PadL, s.PadB, s.PadR = 1, 1, 1, 1
+		x := randNormal(rand.New(rand.NewPCG(1, 1)), s.N*s.C*s.H*s.W)
+		cols := make([]float32, s.ColRows()*s.ColCols())
+		b.Run(fmt.Sprintf("%dx%dx%d_b%d", s.C, s.H, s.W, s.N), func(b *testing.B) {
+			for b.Loop() {
+				Im2col(cols, x, s)
+			}
+			b.SetBytes(int64(4 * len(cols)))
 		})
 	}
 }

@@ -6,4 +6,9 @@
 // Where a reduction decides accuracy (norm statistics, softmax sums) it is
 // carried out in float64: the golden tolerances are measured against a
 // float64 computation, so being closer to it is always safe.
+//
+// SiLU, the one activation with a cost that shows, has AVX-512 and AVX2
+// kernels (silu_amd64.s) chosen at start-up from the CPU's features; they
+// repeat the Go loop's float64 operations in its order, so every path gives
+// the same bits on any machine.
 package kernel

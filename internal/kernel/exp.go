@@ -14,23 +14,46 @@ const (
 	// Adding and subtracting 1.5*2^52 rounds a float64 of magnitude below
 	// 2^51 to the nearest integer.
 	roundMagic = 0x1.8p52
+	// e^expMin is below half the smallest float32 subnormal; x / (1 + e^-x)
+	// is a float32 subnormal for x below -expMax.
+	expMin, expMax = -104, 104
 )
 
 // exp64 is e^x for the x whose result matters in float32: within 1e-8
-// relative of e^x (a fifth of a float32 ulp) for x in [-104, 89], +Inf above
-// and 0 below. x = k ln2 + r with |r| <= ln2/2, and e^r is its Taylor
+// relative of e^x (a fifth of a float32 ulp) for x in [expMin, expMax], +Inf
+// above and 0 below. The range reaches past float32's overflow at 88.7 so
+// that x / (1 + e^-x), SiLU, stays a normal float32 down to x = -91. x = k ln2 + r with |r| <= ln2/2, and e^r is its Taylor
 // polynomial of degree 7, whose remainder is below 6e-9 there.
+//
+// Every product is converted explicitly, which forbids the compiler to fuse
+// it with the following add: the result is then the same bits on every
+// architecture, and the same as the vector SiLU kernels (silu_amd64.s),
+// which repeat these operations in this order.
 func exp64(x float64) float64 {
 	switch {
-	case x > 89:
+	case x > expMax:
 		return math.Inf(1)
-	case x < -104:
+	case x < expMin:
 		return 0
 	case x != x:
 		return x
 	}
-	k := (x*log2e + roundMagic) - roundMagic
-	r := (x - k*ln2Hi) - k*ln2Lo
-	p := 1 + r*(1+r*(1.0/2+r*(1.0/6+r*(1.0/24+r*(1.0/120+r*(1.0/720+r*(1.0/5040)))))))
+	k := (float64(x*log2e) + roundMagic) - roundMagic
+	r := (x - float64(k*ln2Hi)) - float64(k*ln2Lo)
+	q := float64(r * (1.0 / 5040))
+	q = float64(r * (1.0/720 + q))
+	q = float64(r * (1.0/120 + q))
+	q = float64(r * (1.0/24 + q))
+	q = float64(r * (1.0/6 + q))
+	q = float64(r * (1.0/2 + q))
+	q = float64(r * (1 + q))
+	p := 1 + q
 	return p * math.Float64frombits(uint64(int64(k)+1023)<<52)
+}
+
+// expConsts are exp64's constants in the order silu_amd64.s reads them.
+var expConsts = [...]float64{
+	expMin, expMax, log2e, roundMagic, ln2Hi, ln2Lo,
+	1.0 / 5040, 1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6, 1.0 / 2, 1,
+	math.Inf(1), math.Float64frombits(1023), math.Copysign(0, -1),
 }

@@ -33,6 +33,7 @@ func (f *freeList[T]) put(t *T) {
 
 type groupNormTask struct {
 	dst, x, weight, bias []float32
+	act                  []float32 // receives SiLU(dst) when not nil
 	c, hw, groups        int
 	eps                  float32
 	mean, rstd           []float32
@@ -47,6 +48,27 @@ var groupNormTasks freeList[groupNormTask]
 // the per-(n, group) statistics for the backward pass. dst may be x.
 // Each (image, group) is one unit of parallel work, reduced in one order.
 func GroupNorm(dst, x, weight, bias []float32, n, c, hw, groups int, eps float32, mean, rstd []float32) {
+	groupNorm(dst, nil, x, weight, bias, n, c, hw, groups, eps, mean, rstd)
+}
+
+// GroupNormSiLU is GroupNorm followed by SiLU, dst = SiLU(GroupNorm(x)), in
+// one pass: each channel's plane goes through SiLU while it is still in
+// cache. dst may be x.
+func GroupNormSiLU(dst, x, weight, bias []float32, n, c, hw, groups int, eps float32) {
+	groupNorm(dst, dst, x, weight, bias, n, c, hw, groups, eps, nil, nil)
+}
+
+// GroupNormSiLUStats writes both the normalised x to norm and its SiLU to
+// act in one pass, with the statistics as GroupNorm, for a training step
+// that keeps both. norm may be x; act must be neither.
+func GroupNormSiLUStats(norm, act, x, weight, bias []float32, n, c, hw, groups int, eps float32, mean, rstd []float32) {
+	if len(act) < n*c*hw {
+		panic("kernel: GroupNormSiLUStats: buffer too small")
+	}
+	groupNorm(norm, act, x, weight, bias, n, c, hw, groups, eps, mean, rstd)
+}
+
+func groupNorm(dst, act, x, weight, bias []float32, n, c, hw, groups int, eps float32, mean, rstd []float32) {
 	if c%groups != 0 {
 		panic("kernel: GroupNorm: channels not divisible by groups")
 	}
@@ -54,7 +76,7 @@ func GroupNorm(dst, x, weight, bias []float32, n, c, hw, groups int, eps float32
 		panic("kernel: GroupNorm: buffer too small")
 	}
 	t := groupNormTasks.get()
-	*t = groupNormTask{dst: dst, x: x, weight: weight, bias: bias, c: c, hw: hw, groups: groups, eps: eps, mean: mean, rstd: rstd}
+	*t = groupNormTask{dst: dst, act: act, x: x, weight: weight, bias: bias, c: c, hw: hw, groups: groups, eps: eps, mean: mean, rstd: rstd}
 	Parallel(n*groups, n*c*hw, t)
 	groupNormTasks.put(t)
 }
@@ -92,6 +114,10 @@ func (t *groupNormTask) Run(lo, hi int) {
 			for j, v := range s {
 				d[j] = float32(float64(v)*scale + shift)
 			}
+		}
+		if t.act != nil {
+			// The whole group at once: a 2x2 plane is shorter than a vector.
+			silu(t.act[off:off+size], t.dst[off:off+size])
 		}
 	}
 }
@@ -136,9 +162,7 @@ func (t *ewTask) Run(lo, hi int) {
 	a := t.a[i0:i1]
 	switch t.op {
 	case opSiLU:
-		for i, v := range a {
-			d[i] = float32(float64(v) / (1 + exp64(-float64(v))))
-		}
+		silu(d, a)
 	case opAdd:
 		b := t.b[i0:i1]
 		for i, v := range a {
