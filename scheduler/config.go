@@ -496,6 +496,12 @@ func (c *Config) Convert(className string) (*Config, error) {
 		// learned ones as None; say None.
 		d.VarianceType = ""
 	}
+	if className == "DDPMScheduler" && d.VarianceType == "" {
+		// The other way, DPM-Solver's None reaches DDPMScheduler, whose
+		// _get_variance matches no branch for None and so keeps the
+		// clamped posterior variance: "fixed_small".
+		d.VarianceType = "fixed_small"
+	}
 	if err := d.Validate(); err != nil {
 		return nil, fmt.Errorf("converting %s to %s: %w", c.ClassName, className, err)
 	}

@@ -156,6 +156,38 @@ func TestFromName(t *testing.T) {
 	}
 }
 
+// Every sampler can be built from every other's saved config, as a
+// pipeline's --scheduler flag does: DPM-Solver's variance_type None, for
+// one, must become DDPM's "fixed_small".
+func TestFromNameEveryPair(t *testing.T) {
+	for _, from := range Names() {
+		class, _ := ClassFor(from)
+		if !Registered(class) {
+			continue
+		}
+		src, err := DefaultConfig(class)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, to := range Names() {
+			if toClass, _ := ClassFor(to); !Registered(toClass) {
+				continue
+			}
+			if _, err := FromName(to, src); err != nil {
+				t.Errorf("%s from %s's config: %v", to, class, err)
+			}
+		}
+	}
+	dpm, _ := DefaultConfig("DPMSolverMultistepScheduler")
+	d, err := dpm.Convert("DDPMScheduler")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.VarianceType != "fixed_small" {
+		t.Errorf("DDPM from DPM-Solver: variance_type %q, want fixed_small", d.VarianceType)
+	}
+}
+
 func TestRescaleZeroSNR(t *testing.T) {
 	c, _ := ParseConfig([]byte(`{"_class_name": "DDIMScheduler", "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "rescale_betas_zero_snr": true}`))
 	plain, _ := ParseConfig([]byte(`{"_class_name": "DDIMScheduler", "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}`))
