@@ -376,8 +376,11 @@ func TestAnomalyScores(t *testing.T) {
 	o.BatchSize = 1
 	s1, _ := p.AnomalyScores(ctx, x, o)
 	for i := range s3 {
-		if s3[i] != s1[i] {
+		if !sameScores(s3[i], s1[i]) {
 			t.Errorf("image %d: batch size changes the scores: %+v vs %+v", i, s3[i], s1[i])
+		}
+		if !math.IsNaN(s3[i].ClassNoiseError) {
+			t.Errorf("image %d: class noise error %v without ClassMin", i, s3[i].ClassNoiseError)
 		}
 	}
 	// ReconMSE is the error of the reconstruction (up to the rounding of
@@ -407,8 +410,116 @@ func TestAnomalyScores(t *testing.T) {
 			t.Errorf("image %d: noise error %v", i, s3[i].NoiseError)
 		}
 	}
+	// The noise error is the geometric mean of the per-timestep errors.
+	ts := []int{100, 600}
+	two, err := p.AnomalyScores(ctx, x, AnomalyOptions{Seed: 1, Streams: []uint64{5, 6, 7}, Timesteps: ts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, stream := range []uint64{5, 6, 7} {
+		e := handNoiseErrors(t, p, one(x, i), 1, stream, ts, -1)
+		if want := math.Sqrt(e[0] * e[1]); math.Abs(two[i].NoiseError-want) > 1e-6*want {
+			t.Errorf("image %d: noise error %v, want the geometric mean %v of %v", i, two[i].NoiseError, want, e)
+		}
+	}
 	if _, err := p.AnomalyScores(ctx, x, AnomalyOptions{Timesteps: []int{1000}}); err == nil {
 		t.Error("timestep 1000 accepted")
+	}
+	if _, err := p.AnomalyScores(ctx, x, AnomalyOptions{ClassMin: true}); err == nil || !strings.Contains(err.Error(), "class-conditional model") {
+		t.Errorf("ClassMin on an unconditional model: err = %v", err)
+	}
+}
+
+// sameScores compares two scores bit for bit (NaN equal to NaN).
+func sameScores(a, b AnomalyScore) bool {
+	x := []float64{a.ReconMSE, a.NegELBO, a.NoiseError, a.ClassNoiseError}
+	y := []float64{b.ReconMSE, b.NegELBO, b.NoiseError, b.ClassNoiseError}
+	for i := range x {
+		if math.Float64bits(x[i]) != math.Float64bits(y[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// handNoiseErrors recomputes, step by step, the mean squared noise
+// prediction error of image x (an epsilon-prediction model) at each
+// timestep of ts, with the noise AnomalyScores draws from stream (seed,
+// stream), asking for label (-1: none).
+func handNoiseErrors(t *testing.T, p *Pipeline, x *tensor.Dense, seed, stream uint64, ts []int, label int) []float64 {
+	t.Helper()
+	z, err := p.EncodeLatents(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := p.NewScheduler("")
+	ac := s.AlphasCumprod()
+	r := nn.NewRNG(seed, stream)
+	zd := z.Float32s()
+	var cond Conditioning
+	cond.NullLabel = -1
+	if label >= 0 {
+		cond.Labels = []int{label}
+	}
+	var errs []float64
+	for _, tt := range ts {
+		eps := make([]float32, len(zd))
+		r.FillNormal(eps)
+		sa, sb := float32(math.Sqrt(float64(ac[tt]))), float32(math.Sqrt(float64(1-ac[tt])))
+		xt := make([]float32, len(zd))
+		for j := range xt {
+			xt[j] = sa*zd[j] + sb*eps[j]
+		}
+		pred, err := p.PredictNoise(tensor.New(tensor.WithShape(z.Shape().Clone()...), tensor.WithBacking(xt)), float64(tt), cond, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var se float64
+		for j, v := range pred.Float32s()[:len(zd)] {
+			d := float64(v - eps[j])
+			se += d * d
+		}
+		errs = append(errs, se/float64(len(zd)))
+	}
+	return errs
+}
+
+func TestClassNoiseError(t *testing.T) {
+	p := tinyClassPipeline(t)
+	ctx := context.Background()
+	x := testImages(p, 3, 4)
+	ts := []int{200, 700}
+	o := AnomalyOptions{Seed: 2, Timesteps: ts, BatchSize: 3}
+	plain, err := p.AnomalyScores(ctx, x, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.ClassMin = true
+	s3, err := p.AnomalyScores(ctx, x, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.BatchSize = 2
+	s2, _ := p.AnomalyScores(ctx, x, o)
+	for i := range s3 {
+		if !sameScores(s3[i], s2[i]) {
+			t.Errorf("image %d: batch size changes the scores: %+v vs %+v", i, s3[i], s2[i])
+		}
+		if s3[i].NoiseError != plain[i].NoiseError {
+			t.Errorf("image %d: ClassMin changes the unconditional noise error: %v vs %v", i, s3[i].NoiseError, plain[i].NoiseError)
+		}
+		// The smallest over the two classes of each class's geometric mean.
+		want := math.Inf(1)
+		for c := 0; c < 2; c++ {
+			e := handNoiseErrors(t, p, one(x, i), 2, uint64(i), ts, c)
+			want = math.Min(want, math.Sqrt(e[0]*e[1]))
+		}
+		if math.Abs(s3[i].ClassNoiseError-want) > 1e-6*want {
+			t.Errorf("image %d: class noise error %v, want %v", i, s3[i].ClassNoiseError, want)
+		}
+		if u := handNoiseErrors(t, p, one(x, i), 2, uint64(i), ts, 2); math.Abs(s3[i].NoiseError-math.Sqrt(u[0]*u[1])) > 1e-6*s3[i].NoiseError {
+			t.Errorf("image %d: unconditional noise error %v is not the null class's %v", i, s3[i].NoiseError, u)
+		}
 	}
 }
 

@@ -22,7 +22,8 @@ func init() {
 	register(&command{name: "auc", summary: "ROC AUC of each score column of two anomaly CSVs (inliers, outliers)", run: runAUC})
 }
 
-// anomalyColumns is the CSV header of ldm anomaly.
+// anomalyColumns is the CSV header of ldm anomaly; --class-min adds
+// class_noise_error.
 var anomalyColumns = []string{"file", "recon_mse", "neg_elbo", "noise_error"}
 
 func runAnomaly(ctx context.Context, e *env, args []string) error {
@@ -35,6 +36,7 @@ func runAnomaly(ctx context.Context, e *env, args []string) error {
 	seed := fs.Int64("seed", 0, "seed of the fixed noise; each file uses the stream (seed, FNV hash of its relative path)")
 	pixelStd := fs.Float64("pixel-std", pipeline.DefaultPixelStd, "standard deviation of the Gaussian decoder in the -ELBO, in [-1, 1] pixel units")
 	timesteps := fs.String("timesteps", "", "comma-separated training timesteps for the denoiser error (default: 10 evenly spaced)")
+	classMin := fs.Bool("class-min", false, "add the column class_noise_error: the denoiser error of the best-fitting class (class-conditional models; one more UNet call per class and timestep)")
 	quiet := fs.Bool("q", false, "no progress output")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -67,6 +69,9 @@ func runAnomaly(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *classMin && p.NullClass() < 1 {
+		return fmt.Errorf("--class-min needs a class-conditional model, and this one is not class-conditional (no class embedding)")
+	}
 	root, rels, err := batchjob.List(input)
 	if err != nil {
 		return err
@@ -83,7 +88,7 @@ func runAnomaly(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		s, err := p.AnomalyScores(ctx, it.x, pipeline.AnomalyOptions{Seed: uint64(*seed), Streams: []uint64{it.stream}, Timesteps: ts, PixelStd: *pixelStd})
+		s, err := p.AnomalyScores(ctx, it.x, pipeline.AnomalyOptions{Seed: uint64(*seed), Streams: []uint64{it.stream}, Timesteps: ts, PixelStd: *pixelStd, ClassMin: *classMin})
 		if err != nil {
 			return err
 		}
@@ -106,10 +111,18 @@ func runAnomaly(ctx context.Context, e *env, args []string) error {
 	sort.Strings(names)
 	err = atomicfile.Write(*out, func(w io.Writer) error {
 		cw := csv.NewWriter(w)
-		cw.Write(anomalyColumns)
+		header := anomalyColumns
+		if *classMin {
+			header = append(header[:len(header):len(header)], "class_noise_error")
+		}
+		cw.Write(header)
 		for _, n := range names {
 			s := scores[n]
-			cw.Write([]string{n, fmtScore(s.ReconMSE), fmtScore(s.NegELBO), fmtScore(s.NoiseError)})
+			row := []string{n, fmtScore(s.ReconMSE), fmtScore(s.NegELBO), fmtScore(s.NoiseError)}
+			if *classMin {
+				row = append(row, fmtScore(s.ClassNoiseError))
+			}
+			cw.Write(row)
 		}
 		cw.Flush()
 		return cw.Error()

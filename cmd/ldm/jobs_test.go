@@ -225,6 +225,28 @@ func TestDirectionEditAnomalyAUC(t *testing.T) {
 	}
 }
 
+// --class-min adds the best-fitting class's noise error, here with the
+// embedded class-conditional default model.
+func TestAnomalyClassMin(t *testing.T) {
+	in := writeInputs(t, false)
+	out := filepath.Join(t.TempDir(), "s.csv")
+	if code, _, stderr := ldm(t, "anomaly", "--class-min", "--timesteps", "300", "-o", out, "-q", in); code != 0 {
+		t.Fatalf("anomaly --class-min: exit %d: %s", code, stderr)
+	}
+	header, cols, err := readScores(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(header, ",") != "recon_mse,neg_elbo,noise_error,class_noise_error" {
+		t.Fatalf("header %v", header)
+	}
+	for i, v := range cols[3] {
+		if !(v > 0) || math.IsInf(v, 0) {
+			t.Errorf("row %d: class noise error %v", i+2, v)
+		}
+	}
+}
+
 func TestJobCommandLineErrors(t *testing.T) {
 	in := writeInputs(t, false)
 	out := t.TempDir()
@@ -248,6 +270,7 @@ func TestJobCommandLineErrors(t *testing.T) {
 		{[]string{"direction", "--model", tinyModel, "--digits", "1,12", "-o", "x"}, 2, "--digits must be two digits"},
 		{[]string{"edit", "--model", tinyModel, "-o", out, in}, 2, "--direction is required"},
 		{[]string{"anomaly", "--model", tinyModel, "--timesteps", "5000", "-o", filepath.Join(out, "s.csv"), in}, 1, "timestep 5000"},
+		{[]string{"anomaly", "--model", tinyModel, "--class-min", "-o", filepath.Join(out, "s.csv"), in}, 1, "--class-min needs a class-conditional model"},
 		{[]string{"auc", "--inliers", "a.csv"}, 2, "give --inliers and --outliers"},
 	}
 	for _, tc := range tests {
