@@ -31,6 +31,42 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	putGemm(g)
 }
 
+// PackerB supplies the B operand of SgemmPacked block by block, for a B
+// that is never stored as a matrix: a convolution builds the im2col columns
+// of its input straight into the packed panels instead of writing a column
+// matrix larger than the cache and reading it back.
+type PackerB interface {
+	// PackB writes rows [k0, k0+kc) and columns [n0, n1) of B as nr-wide
+	// panels of kc steps: element (k0+p, n0+q*nr+r) goes to
+	// dst[q*nr*kc+p*nr+r]. The columns of the last panel past n1 must be
+	// zeros. Calls for disjoint blocks may run at the same time.
+	PackB(dst []float32, nr, k0, kc, n0, n1 int)
+}
+
+// SgemmPacked is Sgemm without transposes whose k x n operand B is
+// supplied by b in packed blocks. Its results are the bits Sgemm gives for
+// the same B.
+func SgemmPacked(m, n, k int, alpha float32, a []float32, lda int, b PackerB, beta float32, c []float32, ldc int) {
+	if k < 0 {
+		panic(fmt.Sprintf("blas: negative dimension k=%d", k))
+	}
+	checkArgs(false, false, m, n, 0, len(a), lda, 0, max(n, 1), len(c), ldc)
+	checkMatrix("a", m, k, len(a), lda)
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 || alpha == 0 {
+		scaleC(m, n, beta, c, ldc)
+		return
+	}
+	g := getGemm()
+	g.setup(active, false, false, m, n, k, alpha, a, lda, nil, n, beta, c, ldc)
+	g.packer = b
+	g.compute()
+	g.packer = nil
+	putGemm(g)
+}
+
 // checkArgs panics on shapes no caller should produce: every caller sizes
 // its buffers itself, so a mismatch is a programmer error.
 func checkArgs(transA, transB bool, m, n, k, la, lda, lb, ldb, lc, ldc int) {
@@ -85,6 +121,7 @@ type gemm struct {
 	m, n, k             int
 	alpha, beta         float32
 	a, b, c             []float32
+	packer              PackerB
 	lda, ldb, ldc       int
 	kc, mpad            int
 	panelsM             int
@@ -375,8 +412,10 @@ func (g *gemm) multiply(w, u int) {
 		// With a fused kernel, full panels of an untransposed B are packed
 		// by the first row of tiles itself; only a ragged last panel is
 		// packed ahead.
-		fused := kern.fnPack != nil && !g.transB
-		if !fused {
+		fused := kern.fnPack != nil && !g.transB && g.packer == nil
+		if g.packer != nil {
+			g.packer.PackB(bp, nr, pc, kcb, n0, n1)
+		} else if !fused {
 			g.packB(bp, pc, kcb, n0, n1)
 		} else if full := (n1 - n0) / nr; full < panels {
 			g.packB(bp[full*nr*kcb:], pc, kcb, n0+full*nr, n1)
