@@ -28,6 +28,10 @@ type convPacker struct {
 
 var convPackers freeList[convPacker]
 
+// useMaskedPack selects the AVX-512 packing of runs of up to 32 columns;
+// tests turn it off to check the portable loop.
+var useMaskedPack = hasMaskedPack
+
 // PackB implements blas.PackerB. Each panel's columns are split by image;
 // within an image a row of the panel is one contiguous run of the plane.
 func (p *convPacker) PackB(dst []float32, nr, k0, kc, n0, n1 int) {
@@ -112,6 +116,28 @@ func (p *convPacker) packRun(dst []float32, nr, k0, kc, n, pix, seg int) {
 		}
 	}
 	c, tap := k0/taps, k0%taps
+	if useMaskedPack && seg <= 32 {
+		// Each row is one masked load and store (packRows), from a table
+		// of where rows read and which of their lanes are padding, built
+		// a block of rows at a time.
+		var offs [256]int
+		var masks [256]uint32
+		keep := uint32(1)<<seg - 1
+		for r0 := 0; r0 < kc; r0 += len(offs) {
+			rows := min(len(offs), kc-r0)
+			for r := 0; r < rows; r++ {
+				t := &tab[tap]
+				offs[r] = c*hw + t.off
+				masks[r] = ^uint32(t.zero) & keep
+				if tap++; tap == taps {
+					tap = 0
+					c++
+				}
+			}
+			packRows(dst[r0*nr:], img, offs[:rows], masks[:rows], nr, seg)
+		}
+		return
+	}
 	for r := 0; r < kc; r++ {
 		t := &tab[tap]
 		d := dst[r*nr:][:seg]

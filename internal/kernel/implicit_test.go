@@ -8,8 +8,21 @@ import (
 
 // TestConvPackerMatchesIm2col checks the packed panels convPacker builds
 // against the column matrix of the element-by-element im2col, for the
-// panel widths of every GEMM kernel and blocks that start and end anywhere.
+// panel widths of every GEMM kernel and blocks that start and end anywhere,
+// with the AVX-512 packing (where the CPU has it) and the portable loop.
 func TestConvPackerMatchesIm2col(t *testing.T) {
+	defer func(saved bool) { useMaskedPack = saved }(useMaskedPack)
+	for _, masked := range []bool{true, false} {
+		if masked && !hasMaskedPack {
+			t.Log("no AVX-512: only the portable packing is checked")
+			continue
+		}
+		useMaskedPack = masked
+		t.Run(map[bool]string{true: "avx512", false: "go"}[masked], checkConvPacker)
+	}
+}
+
+func checkConvPacker(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
 	shapes := []ConvShape{
 		{N: 3, C: 4, H: 8, W: 8, KH: 3, KW: 3, PadT: 1, PadL: 1, PadB: 1, PadR: 1},
@@ -20,6 +33,7 @@ func TestConvPackerMatchesIm2col(t *testing.T) {
 		{N: 3, C: 5, H: 6, W: 3, KH: 1, KW: 1},
 		{N: 2, C: 2, H: 3, W: 2, KH: 5, KW: 5, PadT: 2, PadL: 2, PadB: 2, PadR: 2},
 		{N: 2, C: 2, H: 5, W: 6, KH: 3, KW: 2, PadT: 0, PadL: 1, PadB: 2, PadR: 0},
+		{N: 2, C: 40, H: 8, W: 8, KH: 3, KW: 3, PadT: 1, PadL: 1, PadB: 1, PadR: 1}, // blocks of over 256 rows
 	}
 	for _, s := range shapes {
 		s.OutC, s.Stride = 1, 1
@@ -32,7 +46,7 @@ func TestConvPackerMatchesIm2col(t *testing.T) {
 		im2colGeneric(cols, x, s)
 		p := &convPacker{x: x, s: s}
 		for _, nr := range []int{4, 16, 32} {
-			for _, b := range [][4]int{{0, k, 0, ncols}, {1, k - 2, nr, ncols - 1}, {k / 2, k - k/2, 3, min(ncols, 3+nr+5)}} {
+			for _, b := range [][4]int{{0, k, 0, ncols}, {1, k - 2, nr, ncols - 1}, {k / 2, k - k/2, 3, min(ncols, 3+nr+5)}, {5, min(k-5, 300), 0, ncols}} {
 				k0, kc, n0, n1 := b[0], b[1], b[2], b[3]
 				if kc <= 0 || n1 <= n0 {
 					continue
