@@ -7,4 +7,8 @@
 // kernel everywhere else. Work is split over blocks of C only, never over k,
 // so every element of C is summed in the same order for any GOMAXPROCS and
 // results are bit-identical whatever the thread count.
+//
+// SgemmPacked takes B from a PackerB that writes the packed panels itself,
+// for a B that is never stored: the implicit-GEMM convolution of
+// internal/kernel builds its im2col columns that way.
 package blas

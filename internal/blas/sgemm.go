@@ -28,7 +28,40 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	g := getGemm()
 	g.setup(active, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 	g.compute()
-	putGemm(g)
+}
+
+// PackerB supplies the B operand of SgemmPacked block by block, for a B
+// that is never stored as a matrix: a convolution builds the im2col columns
+// of its input straight into the packed panels instead of writing a column
+// matrix larger than the cache and reading it back.
+type PackerB interface {
+	// PackB writes rows [k0, k0+kc) and columns [n0, n1) of B as nr-wide
+	// panels of kc steps: element (k0+p, n0+q*nr+r) goes to
+	// dst[q*nr*kc+p*nr+r]. The columns of the last panel past n1 must be
+	// zeros. Calls for disjoint blocks may run at the same time.
+	PackB(dst []float32, nr, k0, kc, n0, n1 int)
+}
+
+// SgemmPacked is Sgemm without transposes whose k x n operand B is
+// supplied by b in packed blocks. Its results are the bits Sgemm gives for
+// the same B.
+func SgemmPacked(m, n, k int, alpha float32, a []float32, lda int, b PackerB, beta float32, c []float32, ldc int) {
+	if k < 0 {
+		panic(fmt.Sprintf("blas: negative dimension k=%d", k))
+	}
+	checkArgs(false, false, m, n, 0, len(a), lda, 0, max(n, 1), len(c), ldc)
+	checkMatrix("a", m, k, len(a), lda)
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 || alpha == 0 {
+		scaleC(m, n, beta, c, ldc)
+		return
+	}
+	g := getGemm()
+	g.setup(active, false, false, m, n, k, alpha, a, lda, nil, n, beta, c, ldc)
+	g.packer = b
+	g.compute()
 }
 
 // checkArgs panics on shapes no caller should produce: every caller sizes
@@ -85,6 +118,7 @@ type gemm struct {
 	m, n, k             int
 	alpha, beta         float32
 	a, b, c             []float32
+	packer              PackerB
 	lda, ldb, ldc       int
 	kc, mpad            int
 	panelsM             int
@@ -95,8 +129,13 @@ type gemm struct {
 	procs               int
 	units1, units2      int
 	next1, done1, next2 atomic.Int64
-	wid                 atomic.Int64
-	wg                  sync.WaitGroup
+	done2, wid          atomic.Int64
+	// refs counts the goroutines still holding the call: the last to let
+	// go puts it back on the free list, which may be a helper that arrives
+	// after the call has returned.
+	refs atomic.Int32
+	// finished receives once when a helper completes the last block of C.
+	finished chan struct{}
 }
 
 // minParallelFlops is the size below which a second goroutine costs more
@@ -153,25 +192,35 @@ func (g *gemm) setup(kern *microKernel, transA, transB bool, m, n, k int, alpha 
 	}
 }
 
+// compute runs the call and hands g back to the free list (through
+// release); the caller must not use g afterwards. It returns as soon as all
+// of C is done: a helper that has not started yet is not waited for.
 func (g *gemm) compute() {
 	g.units1 = ceilDiv(g.k, g.kc) * g.panelsM
 	g.units2 = g.tasksM * g.tasksN
 	g.next1.Store(0)
 	g.done1.Store(0)
 	g.next2.Store(0)
+	g.done2.Store(0)
 	g.wid.Store(0)
-	if g.procs <= 1 {
-		g.work()
-	} else {
+	g.refs.Store(int32(g.procs))
+	if g.procs > 1 {
 		jobs := workers.Queue(g.procs - 1)
-		g.wg.Add(g.procs - 1)
 		for i := 1; i < g.procs; i++ {
 			jobs <- g
 		}
-		g.work()
-		g.wg.Wait()
 	}
-	g.a, g.b, g.c = nil, nil, nil
+	if !g.work() {
+		<-g.finished
+	}
+	g.release()
+}
+
+func (g *gemm) release() {
+	if g.refs.Add(-1) == 0 {
+		g.a, g.b, g.c, g.packer = nil, nil, nil, nil
+		putGemm(g)
+	}
 }
 
 // work is run by each of the g.procs goroutines on the call: this one and
@@ -179,7 +228,8 @@ func (g *gemm) compute() {
 // by another process just takes fewer of them; which goroutine runs a unit
 // never changes its result. All of A is packed first, shared by everyone,
 // behind a barrier that is only waited at when a unit is still in progress.
-func (g *gemm) work() {
+// work reports whether this goroutine completed the call's last block of C.
+func (g *gemm) work() bool {
 	w := int(g.wid.Add(1) - 1)
 	for {
 		u := int(g.next1.Add(1) - 1)
@@ -197,9 +247,12 @@ func (g *gemm) work() {
 	for {
 		u := int(g.next2.Add(1) - 1)
 		if u >= g.units2 {
-			return
+			return false
 		}
 		g.multiply(w, u)
+		if int(g.done2.Add(1)) == g.units2 {
+			return true
+		}
 	}
 }
 
@@ -375,8 +428,10 @@ func (g *gemm) multiply(w, u int) {
 		// With a fused kernel, full panels of an untransposed B are packed
 		// by the first row of tiles itself; only a ragged last panel is
 		// packed ahead.
-		fused := kern.fnPack != nil && !g.transB
-		if !fused {
+		fused := kern.fnPack != nil && !g.transB && g.packer == nil
+		if g.packer != nil {
+			g.packer.PackB(bp, nr, pc, kcb, n0, n1)
+		} else if !fused {
 			g.packB(bp, pc, kcb, n0, n1)
 		} else if full := (n1 - n0) / nr; full < panels {
 			g.packB(bp[full*nr*kcb:], pc, kcb, n0+full*nr, n1)
@@ -427,8 +482,10 @@ func (g *gemm) multiply(w, u int) {
 
 // Work is a helper's share of the call (workers.Job).
 func (g *gemm) Work() {
-	g.work()
-	g.wg.Done()
+	if g.work() {
+		g.finished <- struct{}{}
+	}
+	g.release()
 }
 
 // The free list is a plain slice rather than a sync.Pool: a pool is emptied
@@ -446,7 +503,7 @@ func getGemm() *gemm {
 		freeGemms.list = freeGemms.list[:n-1]
 		return g
 	}
-	return new(gemm)
+	return &gemm{finished: make(chan struct{}, 1)}
 }
 
 func putGemm(g *gemm) {

@@ -180,9 +180,14 @@ func Conv2d(dst, x, weight, bias []float32, s ConvShape, work []float32) {
 const maxColFloats = 1 << 22
 
 // convChunk is how many images Conv2d convolves with one GEMM: as many as
-// keep the column matrix under maxColFloats, and at least one.
+// keep the column matrix under maxColFloats, and at least one. Without a
+// column matrix (isSameStride1) the GEMM result of a batch, which is
+// reordered to NCHW, is what is bounded.
 func convChunk(s ConvShape) int {
 	per := s.ColRows() * s.OutH() * s.OutW()
+	if isSameStride1(s) {
+		per = s.OutC * s.OutH() * s.OutW()
+	}
 	return max(1, min(s.N, maxColFloats/max(per, 1)))
 }
 
@@ -190,7 +195,12 @@ func convChunk(s ConvShape) int {
 func ConvWork(s ConvShape) int {
 	nb := convChunk(s)
 	cols := nb * s.OutH() * s.OutW()
-	if nb == 1 {
+	switch {
+	case isSameStride1(s) && nb == 1:
+		return 0
+	case isSameStride1(s):
+		return s.OutC * cols
+	case nb == 1:
 		return s.ColRows() * cols
 	}
 	return (s.ColRows() + s.OutC) * cols
@@ -200,6 +210,10 @@ func conv2dChunk(dst, x, weight, bias []float32, s ConvShape, work []float32) {
 	hw := s.OutH() * s.OutW()
 	k := s.ColRows()
 	ncols := s.N * hw
+	if isSameStride1(s) && (s.KH > 1 || s.KW > 1 || s.N > 1) {
+		conv2dImplicit(dst, x, weight, bias, s, work)
+		return
+	}
 	var cols []float32
 	if s.KH == 1 && s.KW == 1 && s.Stride == 1 && s.PadT+s.PadL+s.PadB+s.PadR == 0 && s.N == 1 {
 		cols = x[:k*ncols]
@@ -216,10 +230,34 @@ func conv2dChunk(dst, x, weight, bias []float32, s ConvShape, work []float32) {
 	}
 	out := work[:s.OutC*ncols]
 	blas.Sgemm(false, false, s.OutC, ncols, k, 1, weight, k, cols, ncols, 0, out, ncols)
-	// out is [OutC, N, HW]; dst is [N, OutC, HW].
+	reorderNCHW(dst, out, bias, s.N, s.OutC, hw)
+}
+
+// conv2dImplicit is conv2dChunk for the shapes convPacker handles: the GEMM
+// reads the column matrix from x as it packs it (see implicit.go).
+func conv2dImplicit(dst, x, weight, bias []float32, s ConvShape, work []float32) {
+	hw := s.OutH() * s.OutW()
+	k := s.ColRows()
+	ncols := s.N * hw
+	p := convPackers.get()
+	*p = convPacker{x: x[:s.N*s.C*s.H*s.W], s: s}
+	if s.N == 1 {
+		blas.SgemmPacked(s.OutC, ncols, k, 1, weight, k, p, 0, dst, ncols)
+		addBiasNCHW(dst, bias, 1, s.OutC, hw)
+	} else {
+		out := work[:s.OutC*ncols]
+		blas.SgemmPacked(s.OutC, ncols, k, 1, weight, k, p, 0, out, ncols)
+		reorderNCHW(dst, out, bias, s.N, s.OutC, hw)
+	}
+	convPackers.put(p)
+}
+
+// reorderNCHW moves a batched GEMM result out [C, N, HW] to dst [N, C, HW],
+// adding the bias.
+func reorderNCHW(dst, out, bias []float32, n, c, hw int) {
 	t := reorderTasks.get()
-	*t = reorderTask{dst: dst, out: out, bias: bias, n: s.N, c: s.OutC, hw: hw}
-	Parallel(s.OutC, s.OutC*ncols, t)
+	*t = reorderTask{dst: dst, out: out, bias: bias, n: n, c: c, hw: hw}
+	Parallel(c, c*n*hw, t)
 	reorderTasks.put(t)
 }
 

@@ -24,7 +24,9 @@ const minParallelWork = 1 << 15
 // caller's included. work is the total number of elements the task touches,
 // used only to decide whether a second goroutine pays. Units are claimed in
 // chunks from a shared counter, so a core slowed by another process simply
-// takes fewer of them.
+// takes fewer of them, and Parallel returns as soon as every unit is done:
+// a helper that has not started yet (its thread descheduled by another
+// process, or still waking) is not waited for, it finds nothing left to do.
 //
 // Parallel does not allocate in the steady state when t is a pointer.
 func Parallel(units, work int, t Task) {
@@ -41,39 +43,59 @@ func Parallel(units, work int, t Task) {
 	// trips to the counter.
 	j.chunk = max(1, units/(4*procs))
 	j.next.Store(0)
+	j.done.Store(0)
+	j.refs.Store(int32(procs))
 	jobs := workers.Queue(procs - 1)
-	j.wg.Add(procs - 1)
 	for i := 1; i < procs; i++ {
 		jobs <- j
 	}
-	j.work()
-	j.wg.Wait()
-	j.t = nil
-	putJob(j)
+	if !j.work() {
+		<-j.finished
+	}
+	j.release()
 }
 
-// job is one Parallel call shared by the goroutines working on it.
+// job is one Parallel call shared by the goroutines working on it. It goes
+// back to the free list when the last of them lets go of it, which may be
+// a helper arriving after the call has returned.
 type job struct {
 	t            Task
 	units, chunk int
-	next         atomic.Int64
-	wg           sync.WaitGroup
+	next, done   atomic.Int64
+	refs         atomic.Int32
+	// finished receives once when a helper completes the call's last unit.
+	finished chan struct{}
 }
 
-func (j *job) work() {
+// work runs chunks until none is left to claim and reports whether this
+// goroutine completed the call's last unit.
+func (j *job) work() bool {
 	for {
 		lo := int(j.next.Add(int64(j.chunk))) - j.chunk
 		if lo >= j.units {
-			return
+			return false
 		}
-		j.t.Run(lo, min(lo+j.chunk, j.units))
+		hi := min(lo+j.chunk, j.units)
+		j.t.Run(lo, hi)
+		if j.done.Add(int64(hi-lo)) == int64(j.units) {
+			return true
+		}
 	}
 }
 
 // Work is a helper's share of the call (workers.Job).
 func (j *job) Work() {
-	j.work()
-	j.wg.Done()
+	if j.work() {
+		j.finished <- struct{}{}
+	}
+	j.release()
+}
+
+func (j *job) release() {
+	if j.refs.Add(-1) == 0 {
+		j.t = nil
+		putJob(j)
+	}
 }
 
 // A plain free list rather than a sync.Pool, which the collector empties.
@@ -90,7 +112,7 @@ func getJob() *job {
 		freeJobs.list = freeJobs.list[:n-1]
 		return j
 	}
-	return new(job)
+	return &job{finished: make(chan struct{}, 1)}
 }
 
 func putJob(j *job) {

@@ -1,0 +1,174 @@
+package kernel
+
+import "math/bits"
+
+// Implicit-GEMM convolution: for stride-1 convolutions whose output has the
+// input's size (3x3 with padding 1, 1x1 without padding, and any other
+// "same" kernel up to 7x7) every row of the column matrix is an image plane
+// shifted by a fixed number of elements, with the pixels that read outside
+// the image zeroed. convPacker builds those rows straight into the GEMM's packed B
+// panels, so the column matrix, which at the models' batch sizes is larger
+// than L2, is never written and read back.
+
+// isSameStride1 reports whether s is a stride-1 convolution, of at most 7x7,
+// whose output has the input's height and width.
+func isSameStride1(s ConvShape) bool {
+	return s.Stride == 1 && s.PadT+s.PadB == s.KH-1 && s.PadL+s.PadR == s.KW-1 &&
+		s.KH <= 7 && s.KW <= 7 &&
+		s.PadT >= 0 && s.PadB >= 0 && s.PadL >= 0 && s.PadR >= 0
+}
+
+// convPacker is the B operand (the column matrix) of the convolution of x
+// with shape s, packed on demand (blas.PackerB). Row (c, i, j) and column
+// (n, pixel) hold x[n, c] at the pixel moved by (i-PadT, j-PadL).
+type convPacker struct {
+	x []float32
+	s ConvShape
+}
+
+var convPackers freeList[convPacker]
+
+// useMaskedPack selects the AVX-512 packing of runs of up to 32 columns;
+// tests turn it off to check the portable loop.
+var useMaskedPack = hasMaskedPack
+
+// PackB implements blas.PackerB. Each panel's columns are split by image;
+// within an image a row of the panel is one contiguous run of the plane.
+func (p *convPacker) PackB(dst []float32, nr, k0, kc, n0, n1 int) {
+	hw := p.s.H * p.s.W
+	for q0 := n0; q0 < n1; q0 += nr {
+		panel := dst[(q0-n0)*kc:][:nr*kc]
+		w := min(nr, n1-q0)
+		if w < nr {
+			for r := 0; r < kc; r++ {
+				clear(panel[r*nr+w : r*nr+nr])
+			}
+		}
+		for t := 0; t < w; {
+			col := q0 + t
+			n := col / hw
+			pix := col - n*hw
+			seg := min(w-t, hw-pix)
+			p.packRun(panel[t:], nr, k0, kc, n, pix, seg)
+			t += seg
+		}
+	}
+}
+
+// maxPackTaps bounds the kernel taps convPacker handles (7x7); the tap
+// table lives on the stack.
+const maxPackTaps = 49
+
+// packTap is where a kernel tap reads a run from: its offset in the plane,
+// the part [lo, hi) of the run inside the plane, and a bit for each entry
+// of the run that reads padding and must be zero.
+type packTap struct {
+	off, lo, hi int
+	zero        uint64
+}
+
+// packRun writes, for rows [k0, k0+kc), the seg (at most 64) columns of
+// image n starting at pixel pix, row r at dst[r*nr:]. The run's place in
+// the image is the same for every channel, so what each tap copies and
+// zeroes is worked out once, and a row is one copy and a few stores.
+func (p *convPacker) packRun(dst []float32, nr, k0, kc, n, pix, seg int) {
+	s := p.s
+	h, w := s.H, s.W
+	hw := h * w
+	taps := s.KH * s.KW
+	img := p.x[n*s.C*hw:][:s.C*hw]
+	var tab [maxPackTaps]packTap
+	// rowZero[i] and colZero[j]: the run's entries whose kernel row i or
+	// column j reads above/below or left/right of the image.
+	var rowZero, colZero [7]uint64
+	y, x := pix/w, pix%w
+	for u := 0; u < seg; u++ {
+		for i := 0; i < s.KH; i++ {
+			if iy := y + i - s.PadT; iy < 0 || iy >= h {
+				rowZero[i] |= 1 << u
+			}
+		}
+		for j := 0; j < s.KW; j++ {
+			if ix := x + j - s.PadL; ix < 0 || ix >= w {
+				colZero[j] |= 1 << u
+			}
+		}
+		if x++; x == w {
+			x = 0
+			y++
+		}
+	}
+	for i := 0; i < s.KH; i++ {
+		for j := 0; j < s.KW; j++ {
+			t := &tab[i*s.KW+j]
+			t.off = pix + (i-s.PadT)*w + (j - s.PadL)
+			// Entries that would read before or past the plane are padding,
+			// so clipping the copy to the plane loses nothing.
+			t.lo = min(seg, max(0, -t.off))
+			t.hi = max(t.lo, min(seg, hw-t.off))
+			t.zero = rowZero[i] | colZero[j]
+			for u := 0; u < t.lo; u++ {
+				t.zero |= 1 << u
+			}
+			for u := t.hi; u < seg; u++ {
+				t.zero |= 1 << u
+			}
+		}
+	}
+	c, tap := k0/taps, k0%taps
+	if useMaskedPack && seg <= 32 {
+		// Each row is one masked load and store (packRows), from a table
+		// of where rows read and which of their lanes are padding, built
+		// a block of rows at a time.
+		var offs [256]int
+		var masks [256]uint32
+		keep := uint32(1)<<seg - 1
+		for r0 := 0; r0 < kc; r0 += len(offs) {
+			rows := min(len(offs), kc-r0)
+			for r := 0; r < rows; r++ {
+				t := &tab[tap]
+				offs[r] = c*hw + t.off
+				masks[r] = ^uint32(t.zero) & keep
+				if tap++; tap == taps {
+					tap = 0
+					c++
+				}
+			}
+			packRows(dst[r0*nr:], img, offs[:rows], masks[:rows], nr, seg)
+		}
+		return
+	}
+	for r := 0; r < kc; r++ {
+		t := &tab[tap]
+		d := dst[r*nr:][:seg]
+		if t.hi > t.lo {
+			b := c*hw + t.off
+			copySeg(d[t.lo:t.hi], img[b+t.lo:b+t.hi])
+		}
+		for m := t.zero; m != 0; m &= m - 1 {
+			d[bits.TrailingZeros64(m)] = 0
+		}
+		if tap++; tap == taps {
+			tap = 0
+			c++
+		}
+	}
+}
+
+// copySeg is copy(d, s) for the short runs packing makes: the panel widths
+// of the kernels are copied as fixed-size arrays, which compile to vector
+// moves instead of a memmove call.
+func copySeg(d, s []float32) {
+	switch len(d) {
+	case 32:
+		*(*[32]float32)(d) = *(*[32]float32)(s)
+	case 16:
+		*(*[16]float32)(d) = *(*[16]float32)(s)
+	case 8:
+		*(*[8]float32)(d) = *(*[8]float32)(s)
+	case 4:
+		*(*[4]float32)(d) = *(*[4]float32)(s)
+	default:
+		copy(d, s)
+	}
+}

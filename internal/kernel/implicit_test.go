@@ -1,0 +1,76 @@
+package kernel
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestConvPackerMatchesIm2col checks the packed panels convPacker builds
+// against the column matrix of the element-by-element im2col, for the
+// panel widths of every GEMM kernel and blocks that start and end anywhere,
+// with the AVX-512 packing (where the CPU has it) and the portable loop.
+func TestConvPackerMatchesIm2col(t *testing.T) {
+	defer func(saved bool) { useMaskedPack = saved }(useMaskedPack)
+	for _, masked := range []bool{true, false} {
+		if masked && !hasMaskedPack {
+			t.Log("no AVX-512: only the portable packing is checked")
+			continue
+		}
+		useMaskedPack = masked
+		t.Run(map[bool]string{true: "avx512", false: "go"}[masked], checkConvPacker)
+	}
+}
+
+func checkConvPacker(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	shapes := []ConvShape{
+		{N: 3, C: 4, H: 8, W: 8, KH: 3, KW: 3, PadT: 1, PadL: 1, PadB: 1, PadR: 1},
+		{N: 5, C: 3, H: 4, W: 4, KH: 3, KW: 3, PadT: 1, PadL: 1, PadB: 1, PadR: 1},
+		{N: 7, C: 2, H: 2, W: 2, KH: 3, KW: 3, PadT: 1, PadL: 1, PadB: 1, PadR: 1},
+		{N: 2, C: 2, H: 7, W: 5, KH: 3, KW: 3, PadT: 1, PadL: 1, PadB: 1, PadR: 1},
+		{N: 2, C: 3, H: 1, W: 9, KH: 3, KW: 3, PadT: 1, PadL: 1, PadB: 1, PadR: 1},
+		{N: 3, C: 5, H: 6, W: 3, KH: 1, KW: 1},
+		{N: 2, C: 2, H: 3, W: 2, KH: 5, KW: 5, PadT: 2, PadL: 2, PadB: 2, PadR: 2},
+		{N: 2, C: 2, H: 5, W: 6, KH: 3, KW: 2, PadT: 0, PadL: 1, PadB: 2, PadR: 0},
+		{N: 2, C: 40, H: 8, W: 8, KH: 3, KW: 3, PadT: 1, PadL: 1, PadB: 1, PadR: 1}, // blocks of over 256 rows
+	}
+	for _, s := range shapes {
+		s.OutC, s.Stride = 1, 1
+		if !isSameStride1(s) {
+			t.Fatalf("%+v is not a same-size stride-1 shape", s)
+		}
+		k, ncols := s.ColRows(), s.ColCols()
+		x := randNormal(r, s.N*s.C*s.H*s.W)
+		cols := make([]float32, k*ncols)
+		im2colGeneric(cols, x, s)
+		p := &convPacker{x: x, s: s}
+		for _, nr := range []int{4, 16, 32} {
+			for _, b := range [][4]int{{0, k, 0, ncols}, {1, k - 2, nr, ncols - 1}, {k / 2, k - k/2, 3, min(ncols, 3+nr+5)}, {5, min(k-5, 300), 0, ncols}} {
+				k0, kc, n0, n1 := b[0], b[1], b[2], b[3]
+				if kc <= 0 || n1 <= n0 {
+					continue
+				}
+				panels := (n1 - n0 + nr - 1) / nr
+				got := make([]float32, panels*nr*kc)
+				for i := range got {
+					got[i] = float32(math.NaN())
+				}
+				p.PackB(got, nr, k0, kc, n0, n1)
+				for q := 0; q < panels; q++ {
+					for i := 0; i < kc; i++ {
+						for c := 0; c < nr; c++ {
+							var want float32
+							if j := n0 + q*nr + c; j < n1 {
+								want = cols[(k0+i)*ncols+j]
+							}
+							if g := got[q*nr*kc+i*nr+c]; math.Float32bits(g) != math.Float32bits(want) {
+								t.Fatalf("%+v, nr %d, block %v: row %d col %d is %v, im2col gives %v", s, nr, b, k0+i, n0+q*nr+c, g, want)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
