@@ -4,29 +4,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
-	"sync"
 	"testing"
-	"time"
 )
-
-// peakChunk is the number of loop iterations per benchmark iteration: a few
-// milliseconds, long enough to hide the goroutine start-up.
-const peakChunk = 1 << 20
-
-// runPeak runs the FMA loop on procs goroutines and returns the flops done.
-func runPeak(l peakLoop, procs int) float64 {
-	var wg sync.WaitGroup
-	for w := 1; w < procs; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l.run(peakChunk)
-		}()
-	}
-	l.run(peakChunk)
-	wg.Wait()
-	return float64(procs) * peakChunk * l.flopsPerIter
-}
 
 // BenchmarkPeak measures the single-precision FMA peak with register-only
 // loops, on one core and on every core GOMAXPROCS allows.
@@ -46,24 +25,6 @@ func BenchmarkPeak(b *testing.B) {
 			})
 		}
 	}
-}
-
-// measurePeak returns the best of a few short runs of the widest FMA loop
-// on procs goroutines, or 0 without one. A shared machine can only make a
-// run slower, so the best run is the closest to the hardware's figure;
-// measuring it right beside each GEMM benchmark lets both see the same load.
-func measurePeak(procs int) float64 {
-	loops := peakLoops()
-	if len(loops) == 0 {
-		return 0
-	}
-	best := 0.0
-	for range 3 {
-		start := time.Now()
-		flops := runPeak(loops[0], procs)
-		best = max(best, flops/time.Since(start).Seconds()/1e9)
-	}
-	return best
 }
 
 // gemmShape is one multiply the models run, named after where it comes from.
@@ -111,7 +72,7 @@ func BenchmarkSgemm(b *testing.B) {
 					a, bm, c = randSlice(rng, s.m*s.k), randSlice(rng, s.k*s.n), make([]float32, s.m*s.n)
 				}
 				runtime.GOMAXPROCS(procs)
-				peak := measurePeak(procs)
+				peak := PeakGFLOPS(procs)
 				Sgemm(s.transA, s.transB, s.m, s.n, s.k, 1, a, lda, bm, ldb, 0, c, s.n)
 				for b.Loop() {
 					Sgemm(s.transA, s.transB, s.m, s.n, s.k, 1, a, lda, bm, ldb, 0, c, s.n)
