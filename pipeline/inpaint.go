@@ -28,6 +28,16 @@ type InpaintOptions struct {
 	// blurred with a Gaussian of this standard deviation, so it fades out
 	// inside the mask and stays 0 outside it. 0 pastes a hard edge.
 	Feather float64
+	// ReEncode keeps sampling consistent with the known pixels, not only
+	// the known latent cells: at every step the predicted clean latents
+	// are decoded, the known pixels pasted in, and the result encoded
+	// again to stand in for the model's prediction. With a VAE that
+	// downsamples, the cells touching the hole cover known pixels too,
+	// which latent blending alone throws away. It costs a decode and an
+	// encode per step, and needs an epsilon-predicting model and a sampler
+	// whose samples are not sigma-scaled (DDIM, DDPM, DPM-Solver, UniPC,
+	// PNDM).
+	ReEncode bool
 }
 
 // Inpaint regenerates the masked region of images [N, C, H, W] in [-1, 1]
@@ -72,7 +82,12 @@ func (p *Pipeline) Inpaint(ctx context.Context, images *tensor.Dense, o InpaintO
 		sub := func(t *nn.Tensor, c, n int) *nn.Tensor {
 			return &nn.Tensor{Data: t.Data[first*n : (first+b)*n], N: b, C: c, H: z0.H, W: z0.W}
 		}
-		err := p.inpaintBatch(ctx, r, o, first, sub(z0, z0.C, per), sub(lmask, 1, mper), sub(lat, z0.C, per))
+		pix := &nn.Tensor{Data: x.Data[first*x.C*x.H*x.W : (first+b)*x.C*x.H*x.W], N: b, C: x.C, H: x.H, W: x.W}
+		pm := mask // one mask for every image, or this batch's masks
+		if hw := x.H * x.W; len(mask) != hw {
+			pm = mask[first*hw : (first+b)*hw]
+		}
+		err := p.inpaintBatch(ctx, r, o, first, sub(z0, z0.C, per), sub(lmask, 1, mper), sub(lat, z0.C, per), pix, pm)
 		if err != nil {
 			return nil, err
 		}
@@ -88,7 +103,7 @@ func (p *Pipeline) Inpaint(ctx context.Context, images *tensor.Dense, o InpaintO
 	return out, nil
 }
 
-func (p *Pipeline) inpaintBatch(ctx context.Context, r *request, o InpaintOptions, first int, z0, m, x *nn.Tensor) error {
+func (p *Pipeline) inpaintBatch(ctx context.Context, r *request, o InpaintOptions, first int, z0, m, x, pix *nn.Tensor, pmask []float32) error {
 	s, err := p.NewScheduler(r.Scheduler)
 	if err != nil {
 		return err
@@ -100,6 +115,14 @@ func (p *Pipeline) inpaintBatch(ctx context.Context, r *request, o InpaintOption
 	}
 	if err := p.setup(s, r); err != nil {
 		return err
+	}
+	if o.ReEncode {
+		if pt := s.Config().PredictionType; pt != "epsilon" {
+			return fmt.Errorf("pipeline: re-encoding while inpainting needs an epsilon-predicting model, not %q", pt)
+		}
+		if s.InitNoiseSigma() != 1 {
+			return fmt.Errorf("pipeline: re-encoding while inpainting needs a sampler without sigma-scaled samples (ddim, ddpm, dpm++2m, unipc, pndm), not %s", s.Config().ClassName)
+		}
 	}
 	ts := s.Timesteps()
 	rngs := o.rngs(first, x.N)
@@ -147,6 +170,11 @@ func (p *Pipeline) inpaintBatch(ctx context.Context, r *request, o InpaintOption
 		if err != nil {
 			return err
 		}
+		if o.ReEncode {
+			if err := p.reEncode(pred.Data().([]float32), x, pix, pmask, float64(ac[int(t)])); err != nil {
+				return err
+			}
+		}
 		out, err := s.Step(pred, t, xd, rngs)
 		if err != nil {
 			return err
@@ -178,6 +206,43 @@ func (p *Pipeline) inpaintBatch(ctx context.Context, r *request, o InpaintOption
 			}
 			i -= o.JumpLength
 		}
+	}
+	return nil
+}
+
+// reEncode replaces the noise prediction eps at a timestep with cumulative
+// alpha a by the one that agrees with the known pixels: the predicted clean
+// latents x0 = (x - sqrt(1-a) eps) / sqrt(a) are decoded, the known pixels
+// of pix (mask < 0.5) pasted in, the image encoded again to z, and eps set
+// to (x - sqrt(a) z) / sqrt(1-a).
+func (p *Pipeline) reEncode(eps []float32, x, pix *nn.Tensor, mask []float32, a float64) error {
+	sa, sb := math.Sqrt(a), math.Sqrt(1-a)
+	x0 := nn.NewTensor(x.N, x.C, x.H, x.W)
+	for j, v := range x.Data {
+		x0.Data[j] = float32((float64(v) - sb*float64(eps[j])) / sa)
+	}
+	img, err := p.DecodeLatents(x0)
+	if err != nil {
+		return err
+	}
+	hw := pix.H * pix.W
+	for i := 0; i < pix.N; i++ {
+		mm := maskAt(mask, i, hw)
+		for c := 0; c < pix.C; c++ {
+			off := (i*pix.C + c) * hw
+			for j, w := range mm {
+				if w < 0.5 {
+					img.Data[off+j] = pix.Data[off+j]
+				}
+			}
+		}
+	}
+	z, err := p.encode(img)
+	if err != nil {
+		return err
+	}
+	for j, v := range x.Data {
+		eps[j] = float32((float64(v) - sa*float64(z.Data[j])) / sb)
 	}
 	return nil
 }

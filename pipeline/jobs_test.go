@@ -153,6 +153,7 @@ func TestInpaintLeavesUnmaskedPixelsAlone(t *testing.T) {
 		{JobOptions: JobOptions{Steps: 6, Seed: 2}, JumpLength: 2, Resample: 2, Feather: 1.5},
 		{JobOptions: JobOptions{Steps: 5, Seed: 3, Scheduler: "euler_a"}, Feather: 0.7},
 		{JobOptions: JobOptions{Steps: 4, Seed: 4, Scheduler: "ddpm"}, JumpLength: 1, Resample: 1},
+		{JobOptions: JobOptions{Steps: 4, Seed: 5, Scheduler: "ddim"}, ReEncode: true},
 	} {
 		o.Mask = randomMask(h, w, uint64(k))
 		out, err := p.Inpaint(context.Background(), x, o)
@@ -199,6 +200,39 @@ func TestInpaintResamplingChangesResult(t *testing.T) {
 	// 6 steps plus one jump back of 3 steps at step 3 (none at the end).
 	if calls != 9 {
 		t.Errorf("%d denoising steps, want 9", calls)
+	}
+}
+
+func TestInpaintReEncode(t *testing.T) {
+	p := jobPipeline(t)
+	h, w := p.ImageSize()
+	x := testImages(p, 2, 6)
+	o := InpaintOptions{JobOptions: JobOptions{Steps: 4, Seed: 3}, Mask: randomMask(h, w, 4)}
+	a, err := p.Inpaint(context.Background(), x, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.ReEncode = true
+	b, err := p.Inpaint(context.Background(), x, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bitsEqual(a.Float32s(), b.Float32s()) {
+		t.Error("re-encoding changed nothing")
+	}
+	// One image at a time gives the same bits: each image's masks and
+	// pixels are its own.
+	o.BatchSize = 1
+	c, err := p.Inpaint(context.Background(), x, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bitsEqual(b.Float32s(), c.Float32s()) {
+		t.Error("re-encoding depends on the batch size")
+	}
+	o.Scheduler = "euler"
+	if _, err := p.Inpaint(context.Background(), x, o); err == nil || !strings.Contains(err.Error(), "sigma-scaled") {
+		t.Errorf("re-encoding with euler: error %v, want a refusal naming sigma-scaled samples", err)
 	}
 }
 

@@ -25,6 +25,7 @@ func runInpaint(ctx context.Context, e *env, args []string) error {
 	jump := fs.Int("jump", 0, "RePaint jump length: after this many steps, noise back up and denoise again (0: off; needs --resample and the ddim or ddpm sampler)")
 	resample := fs.Int("resample", 0, "RePaint: how many times to go back at each jump")
 	feather := fs.Float64("feather", 0, "soften the seam of the final paste with a Gaussian of this many pixels, inside the mask only")
+	reEncode := fs.Bool("re-encode", false, "keep sampling consistent with the known pixels: decode, paste and re-encode the predicted latents at every step (slower; epsilon models, ddim/ddpm/dpm++2m/unipc/pndm)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -49,7 +50,7 @@ func runInpaint(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	meta := jobMeta("inpaint", f, metaScheduler, schedulerName(p, f.scheduler), "ldm.jump", strconv.Itoa(*jump),
-		"ldm.resample", strconv.Itoa(*resample), "ldm.feather", strconv.FormatFloat(*feather, 'g', -1, 64))
+		"ldm.resample", strconv.Itoa(*resample), "ldm.feather", strconv.FormatFloat(*feather, 'g', -1, 64), "ldm.re-encode", strconv.FormatBool(*reEncode))
 	return imageJob(ctx, e, f, p, input, "inpainting", meta, func(ctx context.Context, it *item) (*tensor.Dense, error) {
 		s := it.orig.Shape()
 		mp := *mask
@@ -75,7 +76,7 @@ func runInpaint(ctx context.Context, e *env, args []string) error {
 			return nil, fmt.Errorf("%s: %w", mp, err)
 		}
 		y, err := p.Inpaint(ctx, it.x, pipeline.InpaintOptions{JobOptions: f.jobOptions(it.stream), Mask: fm,
-			JumpLength: *jump, Resample: *resample, Feather: *feather})
+			JumpLength: *jump, Resample: *resample, Feather: *feather, ReEncode: *reEncode})
 		if err != nil {
 			return nil, err
 		}
