@@ -18,16 +18,7 @@ import (
 // number of threads, so results are bit-identical for any GOMAXPROCS.
 func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	checkArgs(transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
-	if m == 0 || n == 0 {
-		return
-	}
-	if k == 0 || alpha == 0 {
-		scaleC(m, n, beta, c, ldc)
-		return
-	}
-	g := getGemm()
-	g.setup(active, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-	g.compute()
+	multiply(transA, transB, m, n, k, alpha, a, lda, b, ldb, nil, beta, c, ldc)
 }
 
 // PackerB supplies the B operand of SgemmPacked block by block, for a B
@@ -51,6 +42,12 @@ func SgemmPacked(m, n, k int, alpha float32, a []float32, lda int, b PackerB, be
 	}
 	checkArgs(false, false, m, n, 0, len(a), lda, 0, max(n, 1), len(c), ldc)
 	checkMatrix("a", m, k, len(a), lda)
+	multiply(false, false, m, n, k, alpha, a, lda, nil, n, b, beta, c, ldc)
+}
+
+// multiply runs a checked multiply; B comes from packer when it is not nil,
+// else from b.
+func multiply(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, packer PackerB, beta float32, c []float32, ldc int) {
 	if m == 0 || n == 0 {
 		return
 	}
@@ -59,8 +56,8 @@ func SgemmPacked(m, n, k int, alpha float32, a []float32, lda int, b PackerB, be
 		return
 	}
 	g := getGemm()
-	g.setup(active, false, false, m, n, k, alpha, a, lda, nil, n, beta, c, ldc)
-	g.packer = b
+	g.setup(active, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	g.packer = packer
 	g.compute()
 }
 
