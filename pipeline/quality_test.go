@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -12,7 +13,6 @@ import (
 
 	"gorgonia.org/tensor"
 
-	"github.com/ldm-go/ldm/internal/classifier"
 	"github.com/ldm-go/ldm/internal/imageio"
 	"github.com/ldm-go/ldm/internal/mnist"
 	"github.com/ldm-go/ldm/nn"
@@ -75,11 +75,10 @@ func TestQualityTargets(t *testing.T) {
 	if err != nil {
 		t.Skipf("MNIST: %v", err)
 	}
-	clsFS, ok := shipped.Classifier()
-	if !ok {
-		t.Skip("no embedded classifier in weights/")
+	cls, err := shipped.LoadClassifier()
+	if errors.Is(err, shipped.ErrNotInstalled) {
+		t.Skip(err)
 	}
-	cls, err := classifier.LoadFS(clsFS, ".", "embedded classifier")
 	if err != nil {
 		t.Fatal(err)
 	}

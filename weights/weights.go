@@ -5,7 +5,11 @@ package weights
 
 import (
 	"embed"
+	"errors"
+	"fmt"
 	"io/fs"
+
+	"github.com/ldm-go/ldm/internal/classifier"
 )
 
 //go:embed README.md mnist-classifier mnist-ldm
@@ -27,6 +31,19 @@ func Classifier() (fs.FS, bool) {
 		return nil, false
 	}
 	return sub, true
+}
+
+// ErrNotInstalled says a build carries no such model in weights/.
+var ErrNotInstalled = errors.New("not installed in this build")
+
+// LoadClassifier loads the embedded MNIST classifier; the error wraps
+// ErrNotInstalled when the build has none.
+func LoadClassifier() (*classifier.Model, error) {
+	fsys, ok := Classifier()
+	if !ok {
+		return nil, fmt.Errorf("the MNIST classifier (weights/%s) is %w", ClassifierDir, ErrNotInstalled)
+	}
+	return classifier.LoadFS(fsys, ".", "embedded classifier")
 }
 
 // FS is the embedded folder.

@@ -15,11 +15,7 @@ import (
 // as well as its model card says it reads all 10,000 (99.28%), less a margin
 // for the smaller sample.
 func TestEmbeddedClassifier(t *testing.T) {
-	fsys, ok := weights.Classifier()
-	if !ok {
-		t.Fatal("no classifier embedded")
-	}
-	m, err := classifier.LoadFS(fsys, ".", "embedded")
+	m, err := weights.LoadClassifier()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,8 +45,7 @@ func TestEmbeddedPipelineGuidedSamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfs, _ := weights.Classifier()
-	cls, err := classifier.LoadFS(cfs, ".", "embedded")
+	cls, err := weights.LoadClassifier()
 	if err != nil {
 		t.Fatal(err)
 	}

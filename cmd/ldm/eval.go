@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -21,11 +22,11 @@ func loadClassifier(dir string) (*classifier.Model, error) {
 	if dir != "" {
 		return classifier.Load(dir)
 	}
-	fsys, ok := weights.Classifier()
-	if !ok {
+	m, err := weights.LoadClassifier()
+	if errors.Is(err, weights.ErrNotInstalled) {
 		return nil, fmt.Errorf("no classifier is installed yet in this build (weights/%s); pass --classifier DIR (train one with ldm train classifier)", weights.ClassifierDir)
 	}
-	return classifier.LoadFS(fsys, ".", "default classifier")
+	return m, err
 }
 
 func runEval(ctx context.Context, e *env, args []string) error {
