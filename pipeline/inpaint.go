@@ -225,17 +225,13 @@ func (p *Pipeline) reEncode(eps []float32, x, pix *nn.Tensor, mask []float32, a 
 	if err != nil {
 		return err
 	}
-	hw := pix.H * pix.W
-	for i := 0; i < pix.N; i++ {
-		mm := maskAt(mask, i, hw)
-		for c := 0; c < pix.C; c++ {
-			off := (i*pix.C + c) * hw
-			for j, w := range mm {
-				if w < 0.5 {
-					img.Data[off+j] = pix.Data[off+j]
-				}
-			}
-		}
+	mn := 1 // one mask for every image, or one each
+	if len(mask) != pix.H*pix.W {
+		mn = pix.N
+	}
+	md := tensor.New(tensor.WithShape(mn, 1, pix.H, pix.W), tensor.WithBacking(mask))
+	if err := PasteKnown(toDense(img), toDense(pix), md, 0); err != nil {
+		return err
 	}
 	z, err := p.encode(img)
 	if err != nil {
