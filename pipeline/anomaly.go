@@ -9,6 +9,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/ldm-go/ldm/nn"
+	"github.com/ldm-go/ldm/scheduler"
 )
 
 // DefaultPixelStd is the standard deviation, in [-1, 1] pixel units, of the
@@ -111,9 +112,7 @@ func (p *Pipeline) AnomalyScores(ctx context.Context, images *tensor.Dense, o An
 	T := s.Config().NumTrainTimesteps
 	ts := o.Timesteps
 	if ts == nil {
-		for k := 0; k < DefaultAnomalyTimesteps; k++ {
-			ts = append(ts, int((float64(k)+0.5)*float64(T)/DefaultAnomalyTimesteps))
-		}
+		ts = defaultAnomalyTimesteps(T)
 	}
 	if len(ts) == 0 {
 		return nil, fmt.Errorf("pipeline: no timesteps to test the denoiser at")
@@ -137,8 +136,6 @@ func (p *Pipeline) AnomalyScores(ctx context.Context, images *tensor.Dense, o An
 		}
 		classes = null
 	}
-	ac := s.AlphasCumprod()
-	pt := s.Config().PredictionType
 	per := x.C * x.H * x.W
 	scores := make([]AnomalyScore, x.N)
 	for first := 0; first < x.N; first += bs {
@@ -155,12 +152,8 @@ func (p *Pipeline) AnomalyScores(ctx context.Context, images *tensor.Dense, o An
 			return nil, err
 		}
 		rngs := JobOptions{Seed: o.Seed, Streams: o.Streams, FirstIndex: o.FirstIndex}.rngs(first, b)
-		lp := z0.C * z0.H * z0.W
-		eps := make([]float32, len(z0.Data))
-		xt := nn.NewTensor(z0.N, z0.C, z0.H, z0.W)
 		// Run c < classes asks for class c, run classes is unconditional
-		// (the null class, or no labels at all); logErr[c*b+i] sums image
-		// i's log errors of run c over the timesteps.
+		// (the null class, or no labels at all).
 		labels := make([][]int, classes+1)
 		for c := range labels {
 			l := c
@@ -174,40 +167,9 @@ func (p *Pipeline) AnomalyScores(ctx context.Context, images *tensor.Dense, o An
 				}
 			}
 		}
-		logErr := make([]float64, (classes+1)*b)
-		for _, t := range ts {
-			rngs.FillNormal(eps)
-			a := ac[t]
-			sa, sb := float32(math.Sqrt(float64(a))), float32(math.Sqrt(float64(1-a)))
-			for j := range xt.Data {
-				xt.Data[j] = sa*z0.Data[j] + sb*eps[j]
-			}
-			for c, l := range labels {
-				pred, err := p.PredictNoise(toDense(xt), float64(t), Conditioning{Labels: l, NullLabel: -1}, s)
-				if err != nil {
-					return nil, err
-				}
-				pd := pred.Data().([]float32)
-				ppi := len(pd) / b // learned-variance channels follow the prediction
-				for i := 0; i < b; i++ {
-					var e float64
-					for j := 0; j < lp; j++ {
-						k := i*lp + j
-						var target float32
-						switch pt {
-						case "v_prediction":
-							target = sa*eps[k] - sb*z0.Data[k]
-						case "sample":
-							target = z0.Data[k]
-						default:
-							target = eps[k]
-						}
-						d := float64(pd[i*ppi+j] - target)
-						e += d * d
-					}
-					logErr[c*b+i] += math.Log(e / float64(lp))
-				}
-			}
+		logErr, err := p.logNoiseErrors(s, z0, ts, labels, rngs)
+		if err != nil {
+			return nil, err
 		}
 		nt := float64(len(ts))
 		for i := 0; i < b; i++ {
@@ -224,6 +186,66 @@ func (p *Pipeline) AnomalyScores(ctx context.Context, images *tensor.Dense, o An
 		}
 	}
 	return scores, nil
+}
+
+// defaultAnomalyTimesteps are DefaultAnomalyTimesteps evenly spaced
+// timesteps of a T-step training schedule, each in the middle of its span.
+func defaultAnomalyTimesteps(T int) []int {
+	ts := make([]int, DefaultAnomalyTimesteps)
+	for k := range ts {
+		ts[k] = int((float64(k) + 0.5) * float64(T) / DefaultAnomalyTimesteps)
+	}
+	return ts
+}
+
+// logNoiseErrors tests the denoiser on latents z0 [b, c, h, w] noised to
+// each of the training timesteps ts, with image i's noise drawn from
+// rngs[i] (the same noise for every run), once per run of labels (nil:
+// no labels). logErr[r*b+i] is the sum over ts of the log of image i's
+// mean squared error against the training target in run r.
+func (p *Pipeline) logNoiseErrors(s scheduler.Scheduler, z0 *nn.Tensor, ts []int, labels [][]int, rngs streams) ([]float64, error) {
+	b := z0.N
+	ac := s.AlphasCumprod()
+	pt := s.Config().PredictionType
+	lp := z0.C * z0.H * z0.W
+	eps := make([]float32, len(z0.Data))
+	xt := nn.NewTensor(z0.N, z0.C, z0.H, z0.W)
+	logErr := make([]float64, len(labels)*b)
+	for _, t := range ts {
+		rngs.FillNormal(eps)
+		a := ac[t]
+		sa, sb := float32(math.Sqrt(float64(a))), float32(math.Sqrt(float64(1-a)))
+		for j := range xt.Data {
+			xt.Data[j] = sa*z0.Data[j] + sb*eps[j]
+		}
+		for c, l := range labels {
+			pred, err := p.PredictNoise(toDense(xt), float64(t), Conditioning{Labels: l, NullLabel: -1}, s)
+			if err != nil {
+				return nil, err
+			}
+			pd := pred.Data().([]float32)
+			ppi := len(pd) / b // learned-variance channels follow the prediction
+			for i := 0; i < b; i++ {
+				var e float64
+				for j := 0; j < lp; j++ {
+					k := i*lp + j
+					var target float32
+					switch pt {
+					case "v_prediction":
+						target = sa*eps[k] - sb*z0.Data[k]
+					case "sample":
+						target = z0.Data[k]
+					default:
+						target = eps[k]
+					}
+					d := float64(pd[i*ppi+j] - target)
+					e += d * d
+				}
+				logErr[c*b+i] += math.Log(e / float64(lp))
+			}
+		}
+	}
+	return logErr, nil
 }
 
 // reconScores fills ReconMSE and NegELBO for the images of x.

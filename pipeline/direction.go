@@ -108,7 +108,9 @@ type EditOptions struct {
 	Alpha float64
 	// Strength, if above 0, runs a short SDEdit pass (see DenoiseOptions)
 	// on the edited latents, which pulls them back to images the model
-	// finds likely.
+	// finds likely. With ClassLabels (and GuidanceScale) the pass is
+	// guided towards the class the direction leads to, which finishes an
+	// edit that a mean shift leaves half-way.
 	Strength float64
 }
 

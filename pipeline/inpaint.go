@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 
 	"gorgonia.org/tensor"
 
@@ -38,6 +39,22 @@ type InpaintOptions struct {
 	// whose samples are not sigma-scaled (DDIM, DDPM, DPM-Solver, UniPC,
 	// PNDM).
 	ReEncode bool
+	// Candidates, when above 1, completes each image this many times, each
+	// from its own noise (candidate k, counting from 0, uses seed Seed+k),
+	// and keeps the completed image (after the final paste) that the model
+	// finds most plausible: the one with the least denoising error, as
+	// AnomalyScore.NoiseError measures it, asked with the candidate's own
+	// conditioning. A fill that does not continue the strokes around the
+	// hole leaves a seam or a mixed digit, which the denoiser predicts
+	// badly. Each candidate costs a run plus DefaultAnomalyTimesteps UNet
+	// calls.
+	Candidates int
+	// EveryClass, with a class-conditional model, makes one candidate per
+	// class (and per Candidates seed), each guided towards its class with
+	// GuidanceScale, and keeps the most plausible as above, each asked as
+	// its own class: the known region, not a guess, picks the class of the
+	// fill. ClassLabels must be empty.
+	EveryClass bool
 }
 
 // Inpaint regenerates the masked region of images [N, C, H, W] in [-1, 1]
@@ -47,7 +64,9 @@ type InpaintOptions struct {
 // model completes the hole around what is there. The latent mask marks a
 // latent cell for regeneration when any pixel it covers is masked. At the
 // end the known pixels are pasted back exactly: outside the mask the output
-// equals the input bit for bit.
+// equals the input bit for bit. With Candidates or EveryClass it runs
+// several times and keeps, per image, the result the model finds most
+// plausible.
 func (p *Pipeline) Inpaint(ctx context.Context, images *tensor.Dense, o InpaintOptions) (*tensor.Dense, error) {
 	x, err := p.checkImages(images)
 	if err != nil {
@@ -66,15 +85,140 @@ func (p *Pipeline) Inpaint(ctx context.Context, images *tensor.Dense, o InpaintO
 	if math.IsNaN(o.Feather) || o.Feather < 0 || o.Feather > 1000 {
 		return nil, fmt.Errorf("pipeline: feather %v must be in [0, 1000] pixels", o.Feather)
 	}
-	r, err := p.checkJob(o.JobOptions, x.N)
-	if err != nil {
-		return nil, err
+	if o.Candidates < 0 || o.Candidates > maxCandidates {
+		return nil, fmt.Errorf("pipeline: inpainting candidates %d must be in [0, %d]", o.Candidates, maxCandidates)
+	}
+	runs := []JobOptions{o.JobOptions}
+	if o.EveryClass {
+		if runs, err = p.classRuns(o.JobOptions); err != nil {
+			return nil, err
+		}
+	}
+	base := slices.Clone(runs)
+	for k := 1; k < o.Candidates; k++ {
+		for _, j := range base {
+			j.Seed = o.Seed + uint64(k)
+			runs = append(runs, j)
+		}
+	}
+	// Check every run before the first starts, so bad options fail fast.
+	reqs := make([]*request, len(runs))
+	for k, j := range runs {
+		if reqs[k], err = p.checkJob(j, x.N); err != nil {
+			return nil, err
+		}
 	}
 	z0, err := p.encode(x)
 	if err != nil {
 		return nil, err
 	}
 	lmask := latentMask(mask, x.N, x.H, x.W, z0.H, z0.W)
+	var best *nn.Tensor
+	var bestErr []float64
+	per := x.C * x.H * x.W
+	for k, r := range reqs {
+		if r.Progress != nil && len(reqs) > 1 {
+			r.Progress = candidateProgress(r.Progress, k, len(reqs))
+		}
+		run := o
+		run.JobOptions = runs[k] // its seed picks the noise streams
+		dec, err := p.inpaintRun(ctx, r, run, z0, lmask, x, mask)
+		if err != nil {
+			return nil, err
+		}
+		if err := PasteKnown(toDense(dec), images, o.Mask, o.Feather); err != nil {
+			return nil, err
+		}
+		if len(reqs) == 1 {
+			best = dec
+			break
+		}
+		e, err := p.fitErrors(dec, r.labels, o.JobOptions, r.BatchSize)
+		if err != nil {
+			return nil, err
+		}
+		if best == nil {
+			best, bestErr = dec, e
+			continue
+		}
+		for i, v := range e {
+			if v < bestErr[i] {
+				bestErr[i] = v
+				copy(best.Data[i*per:(i+1)*per], dec.Data[i*per:(i+1)*per])
+			}
+		}
+	}
+	return toDense(best), nil
+}
+
+// fitErrors is, per image of x [N, C, H, W] in pixels, the sum over the
+// default anomaly timesteps of the log of the denoiser's error on its
+// latents (AnomalyScore.NoiseError, before the mean), asked with labels
+// (nil for none, or one per image), with image i's noise from its stream
+// in o, in batches of batch images.
+func (p *Pipeline) fitErrors(x *nn.Tensor, labels []int, o JobOptions, batch int) ([]float64, error) {
+	s, err := p.NewScheduler("")
+	if err != nil {
+		return nil, err
+	}
+	ts := defaultAnomalyTimesteps(s.Config().NumTrainTimesteps)
+	per := x.C * x.H * x.W
+	out := make([]float64, 0, x.N)
+	for first := 0; first < x.N; first += batch {
+		b := min(batch, x.N-first)
+		z0, err := p.encode(&nn.Tensor{Data: x.Data[first*per : (first+b)*per], N: b, C: x.C, H: x.H, W: x.W})
+		if err != nil {
+			return nil, err
+		}
+		var l [][]int
+		if labels != nil {
+			l = [][]int{labels[first : first+b]}
+		} else {
+			l = [][]int{nil}
+		}
+		e, err := p.logNoiseErrors(s, z0, ts, l, o.rngs(first, b))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e...)
+	}
+	return out, nil
+}
+
+// maxCandidates bounds InpaintOptions.Candidates: each is a full run.
+const maxCandidates = 1000
+
+// classRuns returns one guided run per class of a class-conditional model
+// (InpaintOptions.EveryClass).
+func (p *Pipeline) classRuns(o JobOptions) ([]JobOptions, error) {
+	null := p.NullClass()
+	switch {
+	case null <= 0:
+		return nil, fmt.Errorf("pipeline: inpainting with every class needs a class-conditional model with a null class")
+	case len(o.ClassLabels) > 0:
+		return nil, fmt.Errorf("pipeline: inpainting with every class chooses the class itself: give no class labels (got %d)", len(o.ClassLabels))
+	}
+	runs := make([]JobOptions, null)
+	for c := range runs {
+		runs[c] = o
+		runs[c].ClassLabels = []int{c}
+	}
+	return runs, nil
+}
+
+// candidateProgress reports the steps of candidate k of n as steps of one
+// run n times as long.
+func candidateProgress(f func(Progress), k, n int) func(Progress) {
+	return func(pr Progress) {
+		pr.Step += k * pr.Steps
+		pr.Steps *= n
+		f(pr)
+	}
+}
+
+// inpaintRun completes the hole of every image once, with the noise and
+// conditioning of r, and returns the decoded images, not yet pasted.
+func (p *Pipeline) inpaintRun(ctx context.Context, r *request, o InpaintOptions, z0, lmask, x *nn.Tensor, mask []float32) (*nn.Tensor, error) {
 	per, mper := z0.C*z0.H*z0.W, z0.H*z0.W
 	lat := nn.NewTensor(z0.N, z0.C, z0.H, z0.W)
 	for first := 0; first < r.N; first += r.BatchSize {
@@ -87,20 +231,11 @@ func (p *Pipeline) Inpaint(ctx context.Context, images *tensor.Dense, o InpaintO
 		if hw := x.H * x.W; len(mask) != hw {
 			pm = mask[first*hw : (first+b)*hw]
 		}
-		err := p.inpaintBatch(ctx, r, o, first, sub(z0, z0.C, per), sub(lmask, 1, mper), sub(lat, z0.C, per), pix, pm)
-		if err != nil {
+		if err := p.inpaintBatch(ctx, r, o, first, sub(z0, z0.C, per), sub(lmask, 1, mper), sub(lat, z0.C, per), pix, pm); err != nil {
 			return nil, err
 		}
 	}
-	dec, err := p.DecodeLatents(lat)
-	if err != nil {
-		return nil, err
-	}
-	out := toDense(dec)
-	if err := PasteKnown(out, images, o.Mask, o.Feather); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return p.DecodeLatents(lat)
 }
 
 func (p *Pipeline) inpaintBatch(ctx context.Context, r *request, o InpaintOptions, first int, z0, m, x, pix *nn.Tensor, pmask []float32) error {

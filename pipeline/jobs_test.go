@@ -236,6 +236,138 @@ func TestInpaintReEncode(t *testing.T) {
 	}
 }
 
+// Property: with candidates, each image is one of the single runs (seeds
+// Seed, Seed+1, ... or one run per class), namely the one whose result the
+// denoiser predicts best, asked with the run's own class; the choice is per
+// image and does not depend on the batch size.
+func TestInpaintCandidatesKeepBestFit(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		p     *Pipeline
+		o     InpaintOptions
+		runs  func(o InpaintOptions) []InpaintOptions
+		count int
+	}{
+		{name: "seeds", p: jobPipeline(t), o: InpaintOptions{JobOptions: JobOptions{Steps: 4, Seed: 7}, Candidates: 3, ReEncode: true, Feather: 1},
+			runs: func(o InpaintOptions) (rs []InpaintOptions) {
+				for k := range 3 {
+					r := o
+					r.Candidates, r.Seed = 0, o.Seed+uint64(k)
+					rs = append(rs, r)
+				}
+				return rs
+			}},
+		{name: "classes", p: tinyClassPipeline(t), o: InpaintOptions{JobOptions: JobOptions{Steps: 3, Seed: 2, GuidanceScale: 2}, Candidates: 2, EveryClass: true},
+			runs: func(o InpaintOptions) (rs []InpaintOptions) {
+				for k := range 2 {
+					for c := range 2 {
+						r := o
+						r.Candidates, r.EveryClass, r.Seed, r.ClassLabels = 0, false, o.Seed+uint64(k), []int{c}
+						rs = append(rs, r)
+					}
+				}
+				return rs
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := tc.p
+			h, w := p.ImageSize()
+			x := testImages(p, 5, 8)
+			tc.o.Mask = randomMask(h, w, 3)
+			steps := 0
+			tc.o.Progress = func(pr Progress) {
+				steps++
+				if pr.Step > pr.Steps {
+					t.Fatalf("progress step %d of %d", pr.Step, pr.Steps)
+				}
+			}
+			got, err := p.Inpaint(ctx, x, tc.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			per := len(got.Float32s()) / 5
+			var singles [][]float32
+			var errs [][]float64
+			distinct := map[int]bool{}
+			for _, r := range tc.runs(tc.o) {
+				r.Progress = nil
+				out, err := p.Inpaint(ctx, x, r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				req, err := p.checkJob(r.JobOptions, 5)
+				if err != nil {
+					t.Fatal(err)
+				}
+				o, err := fromDense(out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				e, err := p.fitErrors(o, req.labels, tc.o.JobOptions, 3)
+				if err != nil {
+					t.Fatal(err)
+				}
+				singles = append(singles, out.Float32s())
+				errs = append(errs, e)
+			}
+			if want := len(singles) * tc.o.Steps; steps != want {
+				t.Errorf("%d progress calls, want %d (one batch)", steps, want)
+			}
+			for i := 0; i < 5; i++ {
+				best := 0
+				for k := range errs {
+					if errs[k][i] < errs[best][i] {
+						best = k
+					}
+				}
+				distinct[best] = true
+				if !bitsEqual(got.Float32s()[i*per:(i+1)*per], singles[best][i*per:(i+1)*per]) {
+					t.Errorf("image %d is not its best-fitting single run (%d)", i, best)
+				}
+			}
+			if len(distinct) < 2 {
+				t.Errorf("every image chose the same candidate %v: the test needs a case where the choice matters", distinct)
+			}
+			o := tc.o
+			o.BatchSize, o.Progress = 2, nil
+			again, err := p.Inpaint(ctx, x, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bitsEqual(got.Float32s(), again.Float32s()) {
+				t.Error("the candidates' result depends on the batch size")
+			}
+		})
+	}
+}
+
+func TestInpaintCandidatesRefuseBadOptions(t *testing.T) {
+	ctx := context.Background()
+	p := jobPipeline(t)
+	h, w := p.ImageSize()
+	x := testImages(p, 1, 1)
+	m := randomMask(h, w, 1)
+	for _, tc := range []struct {
+		p    *Pipeline
+		o    InpaintOptions
+		want string
+	}{
+		{p, InpaintOptions{Mask: m, Candidates: -1}, "candidates -1"},
+		{p, InpaintOptions{Mask: m, Candidates: maxCandidates + 1}, "candidates"},
+		{p, InpaintOptions{Mask: m, EveryClass: true}, "class-conditional"},
+		{tinyClassPipeline(t), InpaintOptions{Mask: randomMask(8, 8, 1), EveryClass: true, JobOptions: JobOptions{ClassLabels: []int{1}}}, "give no class labels"},
+	} {
+		xx := x
+		if tc.p != p {
+			xx = testImages(tc.p, 1, 1)
+		}
+		if _, err := tc.p.Inpaint(ctx, xx, tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want one containing %q", tc.o, err, tc.want)
+		}
+	}
+}
+
 func TestLatentMaskCoversMaskedPixels(t *testing.T) {
 	m := make([]float32, 4*4)
 	m[1*4+2] = 1 // pixel (2, 1) is in latent cell (1, 0) with factor 2

@@ -19,7 +19,7 @@ func runEdit(ctx context.Context, e *env, args []string) error {
 	f.add(fs, true)
 	dirPath := fs.String("direction", "", "latent direction written by ldm direction (required)")
 	alpha := fs.Float64("alpha", 1, "how far to move along the direction (1: from one set's mean to the other's; negative: backwards)")
-	strength := fs.Float64("strength", 0, "optional SDEdit pass after the move, in [0, 1] (0: none)")
+	strength := fs.Float64("strength", 0, "optional SDEdit pass after the move, in [0, 1] (0: none); with --class and --guidance it is guided towards that class")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -35,6 +35,9 @@ func runEdit(ctx context.Context, e *env, args []string) error {
 	}
 	if *strength < 0 || *strength > 1 || *strength != *strength {
 		return usagef("--strength must be in [0, 1], got %v", *strength)
+	}
+	if f.class >= 0 && *strength == 0 {
+		return usagef("--class %d guides the SDEdit pass, which --strength 0 turns off: give --strength too", f.class)
 	}
 	p, err := loadModel(f.model)
 	if err != nil {

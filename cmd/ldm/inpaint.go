@@ -26,6 +26,8 @@ func runInpaint(ctx context.Context, e *env, args []string) error {
 	resample := fs.Int("resample", 0, "RePaint: how many times to go back at each jump")
 	feather := fs.Float64("feather", 0, "soften the seam of the final paste with a Gaussian of this many pixels, inside the mask only")
 	reEncode := fs.Bool("re-encode", false, "keep sampling consistent with the known pixels: decode, paste and re-encode the predicted latents at every step (slower; epsilon models, ddim/ddpm/dpm++2m/unipc/pndm)")
+	candidates := fs.Int("candidates", 1, "complete each image this many times (seeds --seed, --seed+1, ...) and keep the completion that agrees best with the known pixels")
+	everyClass := fs.Bool("every-class", false, "class-conditional models: complete once per class, guided with --guidance, and keep the class whose completion agrees best with the known pixels (instead of --class)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -42,6 +44,12 @@ func runInpaint(ctx context.Context, e *env, args []string) error {
 	if *jump < 0 || *resample < 0 || (*jump > 0) != (*resample > 0) {
 		return usagef("--jump and --resample must both be positive or both 0, got %d and %d", *jump, *resample)
 	}
+	if *candidates < 1 {
+		return usagef("--candidates must be at least 1, got %d", *candidates)
+	}
+	if *everyClass && f.class >= 0 {
+		return usagef("--every-class picks the class itself: drop --class %d", f.class)
+	}
 	if !(*feather >= 0) {
 		return usagef("--feather must be 0 or more, got %v", *feather)
 	}
@@ -50,7 +58,8 @@ func runInpaint(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	meta := jobMeta("inpaint", f, metaScheduler, schedulerName(p, f.scheduler), "ldm.jump", strconv.Itoa(*jump),
-		"ldm.resample", strconv.Itoa(*resample), "ldm.feather", strconv.FormatFloat(*feather, 'g', -1, 64), "ldm.re-encode", strconv.FormatBool(*reEncode))
+		"ldm.resample", strconv.Itoa(*resample), "ldm.feather", strconv.FormatFloat(*feather, 'g', -1, 64), "ldm.re-encode", strconv.FormatBool(*reEncode),
+		"ldm.candidates", strconv.Itoa(*candidates), "ldm.every-class", strconv.FormatBool(*everyClass))
 	return imageJob(ctx, e, f, p, input, "inpainting", meta, func(ctx context.Context, it *item) (*tensor.Dense, error) {
 		s := it.orig.Shape()
 		mp := *mask
@@ -75,8 +84,12 @@ func runInpaint(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", mp, err)
 		}
-		y, err := p.Inpaint(ctx, it.x, pipeline.InpaintOptions{JobOptions: f.jobOptions(it.stream), Mask: fm,
-			JumpLength: *jump, Resample: *resample, Feather: *feather, ReEncode: *reEncode})
+		o := pipeline.InpaintOptions{JobOptions: f.jobOptions(it.stream), Mask: fm,
+			JumpLength: *jump, Resample: *resample, Feather: *feather, ReEncode: *reEncode, Candidates: *candidates, EveryClass: *everyClass}
+		if *everyClass {
+			o.GuidanceScale = f.guidance
+		}
+		y, err := p.Inpaint(ctx, it.x, o)
 		if err != nil {
 			return nil, err
 		}

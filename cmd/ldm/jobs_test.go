@@ -136,7 +136,7 @@ func TestInpaintCommandKeepsKnownPixels(t *testing.T) {
 	imageio.SavePNG(mp, mask, nil)
 	out := t.TempDir()
 	code, _, stderr := ldm(t, "inpaint", "--model", tinyModel, "--steps", "4", "--jump", "2", "--resample", "1", "--feather", "1",
-		"--mask", mp, "-o", out, "-q", in)
+		"--candidates", "2", "--mask", mp, "-o", out, "-q", in)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
@@ -264,11 +264,14 @@ func TestJobCommandLineErrors(t *testing.T) {
 		{[]string{"denoise", "--model", tinyModel, "-o", out, filepath.Join(in, "none")}, 1, "none"},
 		{[]string{"inpaint", "--model", tinyModel, "-o", out, in}, 2, "exactly one of --mask and --mask-dir"},
 		{[]string{"inpaint", "--model", tinyModel, "--mask", "m.png", "--jump", "2", "-o", out, in}, 2, "--jump and --resample"},
+		{[]string{"inpaint", "--model", tinyModel, "--mask", "m.png", "--candidates", "0", "-o", out, in}, 2, "--candidates must be at least 1, got 0"},
+		{[]string{"inpaint", "--mask", "m.png", "--every-class", "--class", "3", "-o", out, in}, 2, "--every-class picks the class itself"},
 		{[]string{"interpolate", "--model", tinyModel, "--frames", "1", "a", "b"}, 2, "--frames must be in [2,"},
 		{[]string{"interpolate", "--model", tinyModel, "--mode", "cubic", "a", "b"}, 2, "--mode must be linear or slerp"},
 		{[]string{"direction", "--model", tinyModel, "--from", in, "-o", "x"}, 2, "either --from and --to, or --digits"},
 		{[]string{"direction", "--model", tinyModel, "--digits", "1,12", "-o", "x"}, 2, "--digits must be two digits"},
 		{[]string{"edit", "--model", tinyModel, "-o", out, in}, 2, "--direction is required"},
+		{[]string{"edit", "--model", tinyModel, "--direction", "d.safetensors", "--class", "8", "-o", out, in}, 2, "--class 8 guides the SDEdit pass"},
 		{[]string{"anomaly", "--model", tinyModel, "--timesteps", "5000", "-o", filepath.Join(out, "s.csv"), in}, 1, "timestep 5000"},
 		{[]string{"anomaly", "--model", tinyModel, "--class-min", "-o", filepath.Join(out, "s.csv"), in}, 1, "--class-min needs a class-conditional model"},
 		{[]string{"auc", "--inliers", "a.csv"}, 2, "give --inliers and --outliers"},

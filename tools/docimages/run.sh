@@ -20,7 +20,7 @@ mont -o docs/img/denoise.png -cols 4 "$T"/noisy/*.png "$T"/denoised/*.png
 # Inpaint: the mask and four test digits above, the mask and the
 # completions below.
 go run ./tools/mnistpng -o "$T/clean" -n 4 -first 4 -mask "$T/mask.png"
-$L inpaint -q --mask "$T/mask.png" --seed 1 -o "$T/inpainted" "$T/clean"
+$L inpaint -q --mask "$T/mask.png" --feather 2 --re-encode --every-class --guidance 3 --seed 1 -o "$T/inpainted" "$T/clean"
 mont -o docs/img/inpaint.png -cols 5 "$T/mask.png" "$T"/clean/*.png "$T/mask.png" "$T"/inpainted/*.png
 
 # Interpolate between a test 3 and a test 8.
