@@ -33,4 +33,11 @@ go run ./tools/mnistpng -o "$T/ones" -n 4 -digit 1
 $L direction -q --digits 1,7 --split train -o "$T/1to7.safetensors"
 $L edit -q --direction "$T/1to7.safetensors" --alpha 1 -o "$T/edited" "$T/ones"
 mont -o docs/img/edit.png -cols 4 "$T"/ones/*.png "$T"/edited/*.png
+# Anomaly scores: twelve test digits and four outliers (two turned a
+# quarter, two inverted), ordered by class_noise_error, most typical first.
+go run ./tools/mnistpng -o "$T/mixed" -n 12 -first 100
+go run ./tools/mnistpng -o "$T/mixed" -n 2 -first 200 -outlier rot90
+go run ./tools/mnistpng -o "$T/mixed" -n 2 -first 300 -outlier invert
+$L anomaly -q --class-min -o "$T/scores.csv" "$T/mixed"
+mont -o docs/img/anomaly.png -cols 8 $(tail -n +2 "$T/scores.csv" | sort -t, -k5 -g | cut -d, -f1 | sed "s#^#$T/mixed/#")
 echo "wrote docs/img"
