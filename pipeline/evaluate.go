@@ -55,10 +55,15 @@ type EvalReport struct {
 	ClassAccuracy []float64 `json:"class_accuracy,omitempty"`
 	Accuracy      float64   `json:"accuracy,omitempty"`
 	// VAEPSNR is the mean reconstruction PSNR (dB) over the test set.
-	VAEPSNR   float64 `json:"vae_psnr_db,omitempty"`
-	Scheduler string  `json:"scheduler"`
-	Steps     int     `json:"steps"`
-	Guidance  float64 `json:"guidance,omitempty"`
+	VAEPSNR float64 `json:"vae_psnr_db,omitempty"`
+	// Reconstructions, for a latent model, are the figures of the real
+	// training images after a trip through the VAE (posterior mean,
+	// decoded): the best any sampler of this model can score, since every
+	// sample comes out of the same decoder.
+	Reconstructions *SetStats `json:"vae_reconstructions,omitempty"`
+	Scheduler       string    `json:"scheduler"`
+	Steps           int       `json:"steps"`
+	Guidance        float64   `json:"guidance,omitempty"`
 }
 
 // Evaluate generates samples and compares them, and real training images,
@@ -166,6 +171,18 @@ func (p *Pipeline) Evaluate(ctx context.Context, cls *classifier.Model, train, t
 			return nil, err
 		}
 	}
+	if p.VAE != nil || p.VQ != nil {
+		n := min(o.RealImages, train.Len())
+		recOut, err := classifySet(ctx, cls, train, n, p.reconstruct)
+		if err != nil {
+			return nil, err
+		}
+		rs, err := setStats(recOut, n, cls, testG)
+		if err != nil {
+			return nil, err
+		}
+		rep.Reconstructions = &rs
+	}
 	return rep, nil
 }
 
@@ -182,8 +199,9 @@ func setStats(out *classifier.Outputs, n int, cls *classifier.Model, test *metri
 		Shares: metrics.Shares(out.Labels, cls.Config.Classes)}, nil
 }
 
-// classifySet runs the first n images of data through the classifier.
-func classifySet(ctx context.Context, cls *classifier.Model, data dataset.Dataset, n int) (*classifier.Outputs, error) {
+// classifySet runs the first n images of data through the classifier,
+// after passing each batch through the transforms.
+func classifySet(ctx context.Context, cls *classifier.Model, data dataset.Dataset, n int, transforms ...func(*nn.Tensor) (*nn.Tensor, error)) (*classifier.Outputs, error) {
 	c, h, w := data.Shape()
 	per := c * h * w
 	all := &classifier.Outputs{}
@@ -196,6 +214,12 @@ func classifySet(ctx context.Context, cls *classifier.Model, data dataset.Datase
 		for j := 0; j < b; j++ {
 			data.Get(x.Data[j*per:(j+1)*per], first+j)
 		}
+		for _, f := range transforms {
+			var err error
+			if x, err = f(x); err != nil {
+				return nil, err
+			}
+		}
 		out, err := cls.Classify(x)
 		if err != nil {
 			return nil, err
@@ -205,4 +229,14 @@ func classifySet(ctx context.Context, cls *classifier.Model, data dataset.Datase
 		all.Labels = append(all.Labels, out.Labels...)
 	}
 	return all, nil
+}
+
+// reconstruct passes images x through the autoencoder: posterior mean (or
+// quantised latents), decoded.
+func (p *Pipeline) reconstruct(x *nn.Tensor) (*nn.Tensor, error) {
+	z, err := p.encode(x)
+	if err != nil {
+		return nil, err
+	}
+	return p.DecodeLatents(z)
 }

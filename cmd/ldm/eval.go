@@ -15,7 +15,7 @@ import (
 )
 
 func init() {
-	register(&command{name: "eval", summary: "score samples: Frechet distance, Inception Score, digit shares, guided accuracy, VAE PSNR", run: runEval})
+	register(&command{name: "eval", summary: "score samples: Frechet distance, Inception Score, digit shares, guided accuracy, the VAE's PSNR and reconstructions", run: runEval})
 }
 
 func loadClassifier(dir string) (*classifier.Model, error) {
@@ -104,7 +104,14 @@ func printReport(w io.Writer, r *pipeline.EvalReport, cond bool) {
 	fmt.Fprintf(w, "%-22s %10s %12s %12s\n", "", "n", "Frechet", "Incept.")
 	fmt.Fprintf(w, "%-22s %10d %12.3f %12.3f\n", "samples", r.Samples.N, r.Samples.FrechetDistance, r.Samples.InceptionScore)
 	fmt.Fprintf(w, "%-22s %10d %12.3f %12.3f\n", "real (training images)", r.Real.N, r.Real.FrechetDistance, r.Real.InceptionScore)
+	if rc := r.Reconstructions; rc != nil {
+		fmt.Fprintf(w, "%-22s %10d %12.3f %12.3f\n", "real through the VAE", rc.N, rc.FrechetDistance, rc.InceptionScore)
+	}
 	fmt.Fprintf(w, "\nratio to real: Frechet %.2fx, Inception Score %.1f%%\n", r.Samples.FrechetDistance/r.Real.FrechetDistance, 100*r.Samples.InceptionScore/r.Real.InceptionScore)
+	if rc := r.Reconstructions; rc != nil {
+		fmt.Fprintf(w, "the VAE alone (its reconstructions of the real images): Frechet %.2fx, Inception Score %.1f%%\n",
+			rc.FrechetDistance/r.Real.FrechetDistance, 100*rc.InceptionScore/r.Real.InceptionScore)
+	}
 	row := func(name string, v []float64) {
 		s := make([]string, len(v))
 		for i, x := range v {
