@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 
 	"gorgonia.org/tensor"
 
@@ -332,10 +333,22 @@ func (m *Model) ForwardTensor(x *nn.Tensor, timesteps []float32, classLabels []i
 // when done with it; then, once the model has run on a shape, calls with
 // that shape allocate nothing. The model itself is not changed, so
 // goroutines with their own workspaces may share it.
+//
+// With several threads, a batch of at least 2*minSplit images runs as one
+// part per thread (see forwardParts): each image's result is the same bits
+// either way.
 func (m *Model) ForwardWS(ws *nn.Workspace, x *nn.Tensor, timesteps []float32, classLabels []int) (*nn.Tensor, error) {
 	if err := m.CheckInput(x.N, x.C, x.H, x.W, timesteps, classLabels); err != nil {
 		return nil, err
 	}
+	if parts := min(runtime.GOMAXPROCS(0), x.N/minSplit); parts > 1 {
+		return m.forwardParts(ws, x, timesteps, classLabels, parts), nil
+	}
+	return m.forward(ws, x, timesteps, classLabels), nil
+}
+
+// forward is ForwardWS on checked input, in one piece.
+func (m *Model) forward(ws *nn.Workspace, x *nn.Tensor, timesteps []float32, classLabels []int) *nn.Tensor {
 	c := m.Config
 	n := x.N
 	tsBuf := ws.Floats(n)
@@ -440,7 +453,7 @@ func (m *Model) ForwardWS(ws *nn.Workspace, x *nn.Tensor, timesteps []float32, c
 			}
 		}
 	}
-	return out, nil
+	return out
 }
 
 // replace releases old, which must not be a skip connection, and returns

@@ -108,3 +108,54 @@ func TestForwardIndependentOfThreadsAndBatch(t *testing.T) {
 		sameBits(t, "image alone against in the batch", yi.Data, outs[1][i*per:(i+1)*per])
 	}
 }
+
+// TestForwardPartsMatchWhole runs batches big enough to be split into one
+// part per thread (uneven parts, one broadcast timestep, class labels) and
+// checks them against one thread bit for bit, and that a split forward
+// allocates nothing once its shapes have been seen.
+func TestForwardPartsMatchWhole(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`{"in_channels":2,"out_channels":2,"block_out_channels":[16,32],"down_block_types":["DownBlock2D","AttnDownBlock2D"],
+		"up_block_types":["AttnUpBlock2D","UpBlock2D"],"norm_num_groups":8,"attention_head_dim":8,"layers_per_block":1,"num_class_embeds":4}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	randomize(m, 5)
+	const n = 13
+	x := randomInput(n, 2, 8, 8, 9)
+	ts := []float32{321}
+	labels := make([]int, n)
+	for i := range labels {
+		labels[i] = i % 4
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	runtime.GOMAXPROCS(1)
+	whole, err := m.ForwardTensor(x, ts, labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, procs := range []int{2, 3} {
+		runtime.GOMAXPROCS(procs)
+		got, err := m.ForwardTensor(x, ts, labels)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameBits(t, "split batch against one thread", got.Data, whole.Data)
+	}
+	runtime.GOMAXPROCS(2)
+	ws := nn.NewWorkspace()
+	run := func() {
+		y, err := m.ForwardWS(ws, x, ts, labels)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws.ReleaseTensor(y)
+	}
+	run()
+	if a := testing.AllocsPerRun(5, run); a != 0 {
+		t.Errorf("%v allocations per split forward pass, want 0", a)
+	}
+}

@@ -3,7 +3,6 @@ package blas
 import (
 	"fmt"
 	"runtime"
-	"sync"
 	"sync/atomic"
 
 	"github.com/ldm-go/ldm/internal/workers"
@@ -155,7 +154,7 @@ func (g *gemm) setup(kern *microKernel, transA, transB bool, m, n, k int, alpha 
 	g.panelsM = (m + mr - 1) / mr
 	g.mpad = g.panelsM * mr
 
-	procs := runtime.GOMAXPROCS(0)
+	procs := workers.Procs()
 	if 2*m*n*k < minParallelFlops {
 		procs = 1
 	}
@@ -485,29 +484,11 @@ func (g *gemm) Work() {
 	g.release()
 }
 
-// The free list is a plain slice rather than a sync.Pool: a pool is emptied
-// by the garbage collector, and refilling it would allocate mid-run.
-var freeGemms struct {
-	mu   sync.Mutex
-	list []*gemm
-}
+var freeGemms = workers.FreeList[gemm]{New: func() *gemm { return &gemm{finished: make(chan struct{}, 1)} }}
 
-func getGemm() *gemm {
-	freeGemms.mu.Lock()
-	defer freeGemms.mu.Unlock()
-	if n := len(freeGemms.list); n > 0 {
-		g := freeGemms.list[n-1]
-		freeGemms.list = freeGemms.list[:n-1]
-		return g
-	}
-	return &gemm{finished: make(chan struct{}, 1)}
-}
+func getGemm() *gemm { return freeGemms.Get() }
 
-func putGemm(g *gemm) {
-	freeGemms.mu.Lock()
-	freeGemms.list = append(freeGemms.list, g)
-	freeGemms.mu.Unlock()
-}
+func putGemm(g *gemm) { freeGemms.Put(g) }
 
 func grow(s []float32, n int) []float32 {
 	if cap(s) < n {

@@ -2,33 +2,20 @@ package kernel
 
 import (
 	"math"
-	"sync"
+
+	"github.com/ldm-go/ldm/internal/workers"
 )
 
 // freeList recycles the task structs handed to Parallel, so that a kernel
 // call does not allocate one.
-type freeList[T any] struct {
-	mu   sync.Mutex
-	list []*T
-}
+type freeList[T any] struct{ workers.FreeList[T] }
 
-func (f *freeList[T]) get() *T {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if n := len(f.list); n > 0 {
-		t := f.list[n-1]
-		f.list = f.list[:n-1]
-		return t
-	}
-	return new(T)
-}
+func (f *freeList[T]) get() *T { return f.Get() }
 
 func (f *freeList[T]) put(t *T) {
 	var zero T
 	*t = zero // drop references to the caller's buffers
-	f.mu.Lock()
-	f.list = append(f.list, t)
-	f.mu.Unlock()
+	f.Put(t)
 }
 
 type groupNormTask struct {

@@ -1,8 +1,6 @@
 package kernel
 
 import (
-	"runtime"
-	"sync"
 	"sync/atomic"
 
 	"github.com/ldm-go/ldm/internal/workers"
@@ -20,7 +18,7 @@ type Task interface {
 // below which waking a helper costs more than it saves.
 const minParallelWork = 1 << 15
 
-// Parallel runs units [0, units) of t on up to GOMAXPROCS goroutines, the
+// Parallel runs units [0, units) of t on up to workers.Procs() goroutines, the
 // caller's included. work is the total number of elements the task touches,
 // used only to decide whether a second goroutine pays. Units are claimed in
 // chunks from a shared counter, so a core slowed by another process simply
@@ -30,7 +28,7 @@ const minParallelWork = 1 << 15
 //
 // Parallel does not allocate in the steady state when t is a pointer.
 func Parallel(units, work int, t Task) {
-	procs := runtime.GOMAXPROCS(0)
+	procs := workers.Procs()
 	if units <= 1 || procs <= 1 || work < minParallelWork {
 		t.Run(0, units)
 		return
@@ -98,25 +96,8 @@ func (j *job) release() {
 	}
 }
 
-// A plain free list rather than a sync.Pool, which the collector empties.
-var freeJobs struct {
-	mu   sync.Mutex
-	list []*job
-}
+var freeJobs = workers.FreeList[job]{New: func() *job { return &job{finished: make(chan struct{}, 1)} }}
 
-func getJob() *job {
-	freeJobs.mu.Lock()
-	defer freeJobs.mu.Unlock()
-	if n := len(freeJobs.list); n > 0 {
-		j := freeJobs.list[n-1]
-		freeJobs.list = freeJobs.list[:n-1]
-		return j
-	}
-	return &job{finished: make(chan struct{}, 1)}
-}
+func getJob() *job { return freeJobs.Get() }
 
-func putJob(j *job) {
-	freeJobs.mu.Lock()
-	freeJobs.list = append(freeJobs.list, j)
-	freeJobs.mu.Unlock()
-}
+func putJob(j *job) { freeJobs.Put(j) }

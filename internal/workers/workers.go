@@ -9,6 +9,7 @@ package workers
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -73,4 +74,59 @@ func poll(jobs <-chan Job) Job {
 			runtime.Gosched()
 		}
 	}
+}
+
+// reserved counts the cores that goroutines running whole parts of a job
+// (a split batch) have claimed: parallel kernels called meanwhile use only
+// the cores left, so that they do not wake helpers to compete with those
+// goroutines for the same cores.
+var reserved atomic.Int32
+
+// Procs is how many goroutines a parallel kernel should use now: GOMAXPROCS
+// less the reserved cores, at least 1. Kernels give the same bits for any
+// count, so this only changes speed.
+func Procs() int {
+	return max(1, runtime.GOMAXPROCS(0)-int(reserved.Load()))
+}
+
+// Reserve claims n cores for goroutines the caller runs itself, until
+// Unreserve(n).
+func Reserve(n int) { reserved.Add(int32(n)) }
+
+// Unreserve gives back n cores claimed by Reserve.
+func Unreserve(n int) { reserved.Add(-int32(n)) }
+
+// FreeList recycles values so that the parallel calls that need a struct
+// per call (a GEMM's state, a kernel's task, a split batch's part) do not
+// allocate one in the steady state. It is a plain slice rather than a
+// sync.Pool, which the garbage collector empties: refilling it would
+// allocate mid-run.
+type FreeList[T any] struct {
+	mu   sync.Mutex
+	list []*T
+	// New makes a value when the list is empty (nil: new(T)).
+	New func() *T
+}
+
+// Get returns a recycled value, or a new one.
+func (f *FreeList[T]) Get() *T {
+	f.mu.Lock()
+	if n := len(f.list); n > 0 {
+		t := f.list[n-1]
+		f.list = f.list[:n-1]
+		f.mu.Unlock()
+		return t
+	}
+	f.mu.Unlock()
+	if f.New != nil {
+		return f.New()
+	}
+	return new(T)
+}
+
+// Put hands t back for a later Get.
+func (f *FreeList[T]) Put(t *T) {
+	f.mu.Lock()
+	f.list = append(f.list, t)
+	f.mu.Unlock()
 }

@@ -1,0 +1,124 @@
+package unet
+
+import (
+	"sync"
+
+	"github.com/ldm-go/ldm/internal/workers"
+	"github.com/ldm-go/ldm/nn"
+)
+
+// minSplit is the fewest images a part of a split batch gets. At the
+// default model's 4x8x8 latents, halves of 4 images still run faster on two
+// cores than the whole batch with the kernels' own threads, whose parallel
+// sections are too short at that size to keep two cores busy.
+const minSplit = 4
+
+// forwardParts runs a batch as parts consecutive runs of images, the first
+// on the caller's goroutine with ws and the others on part workers, each
+// with its own workspace, and gathers their outputs into one tensor from
+// ws. Every image's result is the bits of forward on the whole batch: no
+// layer mixes images.
+func (m *Model) forwardParts(ws *nn.Workspace, x *nn.Tensor, timesteps []float32, classLabels []int, parts int) *nn.Tensor {
+	n := x.N
+	per := x.C * x.H * x.W
+	var jobs [maxParts]*partJob
+	parts = min(parts, maxParts)
+	bounds := func(k int) (lo, hi int) { return k * n / parts, (k + 1) * n / parts }
+	sub := func(k int) (*nn.Tensor, []float32, []int) {
+		lo, hi := bounds(k)
+		xs := &nn.Tensor{Data: x.Data[lo*per : hi*per], N: hi - lo, C: x.C, H: x.H, W: x.W}
+		ts := timesteps
+		if len(ts) > 1 {
+			ts = ts[lo:hi]
+		}
+		var ls []int
+		if classLabels != nil {
+			ls = classLabels[lo:hi]
+		}
+		return xs, ts, ls
+	}
+	// The parts take the cores: their kernels run on one thread each.
+	workers.Reserve(parts - 1)
+	defer workers.Unreserve(parts - 1)
+	for k := 1; k < parts; k++ {
+		j := getPartJob()
+		j.m = m
+		j.x, j.ts, j.labels = sub(k)
+		jobs[k] = j
+		partQueue(parts - 1) <- j
+	}
+	xs, ts, ls := sub(0)
+	first := m.forward(ws, xs, ts, ls)
+	out := ws.Tensor(n, first.C, first.H, first.W)
+	oper := first.C * first.H * first.W
+	copy(out.Data, first.Data)
+	ws.ReleaseTensor(first)
+	for k := 1; k < parts; k++ {
+		j := jobs[k]
+		<-j.done
+		lo, _ := bounds(k)
+		copy(out.Data[lo*oper:], j.out.Data)
+		j.ws.ReleaseTensor(j.out)
+		putPartJob(j)
+	}
+	return out
+}
+
+// maxParts bounds the parts of one batch, which keeps their jobs in an
+// array on the stack.
+const maxParts = 64
+
+// partJob is one part of a split batch, run by a part worker.
+type partJob struct {
+	m      *Model
+	x      *nn.Tensor
+	ts     []float32
+	labels []int
+	ws     *nn.Workspace // the job's own, reused with the job
+	out    *nn.Tensor
+	done   chan struct{}
+}
+
+// Part workers are long-lived goroutines that only run parts, so that a
+// split batch allocates nothing per call. They are not the kernels' helpers
+// (internal/workers): a part issues parallel kernel calls itself, and a
+// helper running one could wait for the queue it is meant to drain.
+var partWorkers struct {
+	mu   sync.Mutex
+	n    int
+	jobs chan *partJob
+}
+
+var freeParts = workers.FreeList[partJob]{New: func() *partJob {
+	return &partJob{ws: nn.NewWorkspace(), done: make(chan struct{}, 1)}
+}}
+
+// partQueue makes sure at least n part workers exist and returns their
+// queue. A send waits for a free worker; workers never wait for callers,
+// so concurrent split batches only queue.
+func partQueue(n int) chan<- *partJob {
+	pw := &partWorkers
+	pw.mu.Lock()
+	defer pw.mu.Unlock()
+	if pw.jobs == nil {
+		pw.jobs = make(chan *partJob)
+	}
+	for ; pw.n < n; pw.n++ {
+		go partWorker(pw.jobs)
+	}
+	return pw.jobs
+}
+
+func partWorker(jobs <-chan *partJob) {
+	for j := range jobs {
+		j.out = j.m.forward(j.ws, j.x, j.ts, j.labels)
+		j.done <- struct{}{}
+	}
+}
+
+func getPartJob() *partJob { return freeParts.Get() }
+
+func putPartJob(j *partJob) {
+	j.m, j.x, j.ts, j.labels, j.out = nil, nil, nil, nil, nil
+	freeParts.Put(j)
+}
