@@ -138,11 +138,11 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	if want["gemm"] {
 		b.gemm(*batch, c, h, w)
 	}
+	r.UNetBatch = *batch // also the scheduler step's and the VAE decode's
 	if want["unet"] {
 		if r.UNetForward1S, err = b.unetForward(1, h, w); err != nil {
 			return err
 		}
-		r.UNetBatch = *batch
 		if r.UNetForwardBS, err = b.unetForward(*batch, h, w); err != nil {
 			return err
 		}

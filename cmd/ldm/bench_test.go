@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -27,6 +28,17 @@ func TestBenchJSON(t *testing.T) {
 	}
 	if r["gemm_shape"] == "" || r["random_weights"] != false {
 		t.Errorf("gemm_shape %v, random_weights %v", r["gemm_shape"], r["random_weights"])
+	}
+}
+
+// The VAE decode's line names the batch it ran, also without the UNet.
+func TestBenchVAEAloneNamesBatch(t *testing.T) {
+	code, out, stderr := ldm(t, "bench", "--model", tinyModel, "--what", "vae", "--repeats", "1", "--warmup", "0", "--batch", "3")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(out, "VAE decode       batch 3:") {
+		t.Errorf("output does not name batch 3:\n%s", out)
 	}
 }
 
