@@ -1,8 +1,6 @@
 package unet
 
 import (
-	"sync"
-
 	"github.com/ldm-go/ldm/internal/workers"
 	"github.com/ldm-go/ldm/nn"
 )
@@ -14,7 +12,8 @@ import (
 const minSplit = 4
 
 // forwardParts runs a batch as parts consecutive runs of images, the first
-// on the caller's goroutine with ws and the others on part workers, each
+// on the caller's goroutine with ws and the others on part workers
+// (workers.Start), each
 // with its own workspace, and gathers their outputs into one tensor from
 // ws. Every image's result is the bits of forward on the whole batch: no
 // layer mixes images.
@@ -22,6 +21,7 @@ func (m *Model) forwardParts(ws *nn.Workspace, x *nn.Tensor, timesteps []float32
 	n := x.N
 	per := x.C * x.H * x.W
 	var jobs [maxParts]*partJob
+	var running [maxParts]*workers.Started
 	parts = min(parts, maxParts)
 	bounds := func(k int) (lo, hi int) { return k * n / parts, (k + 1) * n / parts }
 	sub := func(k int) (*nn.Tensor, []float32, []int) {
@@ -45,7 +45,7 @@ func (m *Model) forwardParts(ws *nn.Workspace, x *nn.Tensor, timesteps []float32
 		j.m = m
 		j.x, j.ts, j.labels = sub(k)
 		jobs[k] = j
-		partQueue(parts - 1) <- j
+		running[k] = workers.Start(j, parts-1)
 	}
 	xs, ts, ls := sub(0)
 	first := m.forward(ws, xs, ts, ls)
@@ -55,7 +55,7 @@ func (m *Model) forwardParts(ws *nn.Workspace, x *nn.Tensor, timesteps []float32
 	ws.ReleaseTensor(first)
 	for k := 1; k < parts; k++ {
 		j := jobs[k]
-		<-j.done
+		running[k].Wait()
 		lo, _ := bounds(k)
 		copy(out.Data[lo*oper:], j.out.Data)
 		j.ws.ReleaseTensor(j.out)
@@ -76,45 +76,14 @@ type partJob struct {
 	labels []int
 	ws     *nn.Workspace // the job's own, reused with the job
 	out    *nn.Tensor
-	done   chan struct{}
-}
-
-// Part workers are long-lived goroutines that only run parts, so that a
-// split batch allocates nothing per call. They are not the kernels' helpers
-// (internal/workers): a part issues parallel kernel calls itself, and a
-// helper running one could wait for the queue it is meant to drain.
-var partWorkers struct {
-	mu   sync.Mutex
-	n    int
-	jobs chan *partJob
 }
 
 var freeParts = workers.FreeList[partJob]{New: func() *partJob {
-	return &partJob{ws: nn.NewWorkspace(), done: make(chan struct{}, 1)}
+	return &partJob{ws: nn.NewWorkspace()}
 }}
 
-// partQueue makes sure at least n part workers exist and returns their
-// queue. A send waits for a free worker; workers never wait for callers,
-// so concurrent split batches only queue.
-func partQueue(n int) chan<- *partJob {
-	pw := &partWorkers
-	pw.mu.Lock()
-	defer pw.mu.Unlock()
-	if pw.jobs == nil {
-		pw.jobs = make(chan *partJob)
-	}
-	for ; pw.n < n; pw.n++ {
-		go partWorker(pw.jobs)
-	}
-	return pw.jobs
-}
-
-func partWorker(jobs <-chan *partJob) {
-	for j := range jobs {
-		j.out = j.m.forward(j.ws, j.x, j.ts, j.labels)
-		j.done <- struct{}{}
-	}
-}
+// RunPart runs the part's forward (workers.Part).
+func (j *partJob) RunPart() { j.out = j.m.forward(j.ws, j.x, j.ts, j.labels) }
 
 func getPartJob() *partJob { return freeParts.Get() }
 

@@ -8,13 +8,13 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 
 	"gorgonia.org/tensor"
 
 	"github.com/ldm-go/ldm/internal/jsonconf"
 	"github.com/ldm-go/ldm/internal/kernel"
 	"github.com/ldm-go/ldm/internal/safetensors"
+	"github.com/ldm-go/ldm/internal/workers"
 	"github.com/ldm-go/ldm/nn"
 )
 
@@ -341,7 +341,7 @@ func (m *Model) ForwardWS(ws *nn.Workspace, x *nn.Tensor, timesteps []float32, c
 	if err := m.CheckInput(x.N, x.C, x.H, x.W, timesteps, classLabels); err != nil {
 		return nil, err
 	}
-	if parts := min(runtime.GOMAXPROCS(0), x.N/minSplit); parts > 1 {
+	if parts := min(workers.Procs(), x.N/minSplit); parts > 1 {
 		return m.forwardParts(ws, x, timesteps, classLabels, parts), nil
 	}
 	return m.forward(ws, x, timesteps, classLabels), nil
