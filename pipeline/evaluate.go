@@ -91,7 +91,7 @@ func (p *Pipeline) Evaluate(ctx context.Context, cls *classifier.Model, train, t
 	if o.TestImages > 0 {
 		nTest = min(nTest, o.TestImages)
 	}
-	testOut, err := classifySet(ctx, cls, test, nTest)
+	testOut, err := classifySet(ctx, cls, test, nTest, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +103,7 @@ func (p *Pipeline) Evaluate(ctx context.Context, cls *classifier.Model, train, t
 	if rep.Scheduler == "" {
 		rep.Scheduler = p.Scheduler.ClassName
 	}
-	realOut, err := classifySet(ctx, cls, train, min(o.RealImages, train.Len()))
+	realOut, err := classifySet(ctx, cls, train, min(o.RealImages, train.Len()), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -200,8 +200,8 @@ func setStats(out *classifier.Outputs, n int, cls *classifier.Model, test *metri
 }
 
 // classifySet runs the first n images of data through the classifier,
-// after passing each batch through the transforms.
-func classifySet(ctx context.Context, cls *classifier.Model, data dataset.Dataset, n int, transforms ...func(*nn.Tensor) (*nn.Tensor, error)) (*classifier.Outputs, error) {
+// after passing each batch through transform when it is not nil.
+func classifySet(ctx context.Context, cls *classifier.Model, data dataset.Dataset, n int, transform func(*nn.Tensor) (*nn.Tensor, error)) (*classifier.Outputs, error) {
 	c, h, w := data.Shape()
 	per := c * h * w
 	all := &classifier.Outputs{}
@@ -214,9 +214,9 @@ func classifySet(ctx context.Context, cls *classifier.Model, data dataset.Datase
 		for j := 0; j < b; j++ {
 			data.Get(x.Data[j*per:(j+1)*per], first+j)
 		}
-		for _, f := range transforms {
+		if transform != nil {
 			var err error
-			if x, err = f(x); err != nil {
+			if x, err = transform(x); err != nil {
 				return nil, err
 			}
 		}
@@ -229,14 +229,4 @@ func classifySet(ctx context.Context, cls *classifier.Model, data dataset.Datase
 		all.Labels = append(all.Labels, out.Labels...)
 	}
 	return all, nil
-}
-
-// reconstruct passes images x through the autoencoder: posterior mean (or
-// quantised latents), decoded.
-func (p *Pipeline) reconstruct(x *nn.Tensor) (*nn.Tensor, error) {
-	z, err := p.encode(x)
-	if err != nil {
-		return nil, err
-	}
-	return p.DecodeLatents(z)
 }

@@ -170,11 +170,9 @@ func (p *Pipeline) fitErrors(x *nn.Tensor, labels []int, o JobOptions, batch int
 		if err != nil {
 			return nil, err
 		}
-		var l [][]int
+		l := [][]int{nil}
 		if labels != nil {
-			l = [][]int{labels[first : first+b]}
-		} else {
-			l = [][]int{nil}
+			l[0] = labels[first : first+b]
 		}
 		e, err := p.logNoiseErrors(s, z0, ts, l, o.rngs(first, b))
 		if err != nil {

@@ -178,11 +178,25 @@ func (p *Pipeline) checkLatents(name string, t *tensor.Dense) (*nn.Tensor, error
 // Reconstruct encodes and decodes images: what the autoencoder alone makes
 // of them, the reference the other jobs are compared with.
 func (p *Pipeline) Reconstruct(images *tensor.Dense) (*tensor.Dense, error) {
-	z, err := p.EncodeLatents(images)
+	x, err := p.checkImages(images)
 	if err != nil {
 		return nil, err
 	}
-	return p.DecodeImages(z)
+	img, err := p.reconstruct(x)
+	if err != nil {
+		return nil, err
+	}
+	return toDense(img), nil
+}
+
+// reconstruct passes images x through the autoencoder: posterior mean (or
+// quantised latents), decoded.
+func (p *Pipeline) reconstruct(x *nn.Tensor) (*nn.Tensor, error) {
+	z, err := p.encode(x)
+	if err != nil {
+		return nil, err
+	}
+	return p.DecodeLatents(z)
 }
 
 // tail is a scheduler whose timesteps are the last part of another's, so

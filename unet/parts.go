@@ -13,15 +13,13 @@ const minSplit = 4
 
 // forwardParts runs a batch as parts consecutive runs of images, the first
 // on the caller's goroutine with ws and the others on part workers
-// (workers.Start), each
-// with its own workspace, and gathers their outputs into one tensor from
-// ws. Every image's result is the bits of forward on the whole batch: no
+// (workers.Start), each with its own workspace, and gathers their outputs
+// into one tensor from ws. Every image's result is the bits of forward on the whole batch: no
 // layer mixes images.
 func (m *Model) forwardParts(ws *nn.Workspace, x *nn.Tensor, timesteps []float32, classLabels []int, parts int) *nn.Tensor {
 	n := x.N
 	per := x.C * x.H * x.W
 	var jobs [maxParts]*partJob
-	var running [maxParts]*workers.Started
 	parts = min(parts, maxParts)
 	bounds := func(k int) (lo, hi int) { return k * n / parts, (k + 1) * n / parts }
 	sub := func(k int) (*nn.Tensor, []float32, []int) {
@@ -41,11 +39,11 @@ func (m *Model) forwardParts(ws *nn.Workspace, x *nn.Tensor, timesteps []float32
 	workers.Reserve(parts - 1)
 	defer workers.Unreserve(parts - 1)
 	for k := 1; k < parts; k++ {
-		j := getPartJob()
+		j := freeParts.Get()
 		j.m = m
 		j.x, j.ts, j.labels = sub(k)
+		j.started = workers.Start(j, parts-1)
 		jobs[k] = j
-		running[k] = workers.Start(j, parts-1)
 	}
 	xs, ts, ls := sub(0)
 	first := m.forward(ws, xs, ts, ls)
@@ -55,11 +53,11 @@ func (m *Model) forwardParts(ws *nn.Workspace, x *nn.Tensor, timesteps []float32
 	ws.ReleaseTensor(first)
 	for k := 1; k < parts; k++ {
 		j := jobs[k]
-		running[k].Wait()
+		j.started.Wait()
 		lo, _ := bounds(k)
 		copy(out.Data[lo*oper:], j.out.Data)
 		j.ws.ReleaseTensor(j.out)
-		putPartJob(j)
+		j.release()
 	}
 	return out
 }
@@ -76,6 +74,8 @@ type partJob struct {
 	labels []int
 	ws     *nn.Workspace // the job's own, reused with the job
 	out    *nn.Tensor
+	// started is the part on its worker.
+	started *workers.Started
 }
 
 var freeParts = workers.FreeList[partJob]{New: func() *partJob {
@@ -85,9 +85,8 @@ var freeParts = workers.FreeList[partJob]{New: func() *partJob {
 // RunPart runs the part's forward (workers.Part).
 func (j *partJob) RunPart() { j.out = j.m.forward(j.ws, j.x, j.ts, j.labels) }
 
-func getPartJob() *partJob { return freeParts.Get() }
-
-func putPartJob(j *partJob) {
-	j.m, j.x, j.ts, j.labels, j.out = nil, nil, nil, nil, nil
+// release hands j back to the free list without its references.
+func (j *partJob) release() {
+	j.m, j.x, j.ts, j.labels, j.out, j.started = nil, nil, nil, nil, nil, nil
 	freeParts.Put(j)
 }
