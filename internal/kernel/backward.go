@@ -314,17 +314,8 @@ func (t *gnBackTask) Run(lo, hi int) {
 		if t.mean != nil {
 			m, r = float64(t.mean[u]), float64(t.rstd[u])
 		} else {
-			var s float64
-			for _, v := range src {
-				s += float64(v)
-			}
-			m = s / float64(size)
-			var ss float64
-			for _, v := range src {
-				d := float64(v) - m
-				ss += d * d
-			}
-			r = 1 / math.Sqrt(ss/float64(size)+float64(t.eps))
+			m = sum64(src) / float64(size)
+			r = 1 / math.Sqrt(sqdev64(src, m)/float64(size)+float64(t.eps))
 		}
 		// With xhat = (x - m) r and g = dy * w:
 		// dx = r (g - mean(g) - xhat mean(g xhat)).

@@ -76,17 +76,8 @@ func (t *groupNormTask) Run(lo, hi int) {
 		i, g := u/t.groups, u%t.groups
 		off := (i*t.c + g*cpg) * hw
 		src := t.x[off : off+size]
-		var s float64
-		for _, v := range src {
-			s += float64(v)
-		}
-		m := s / float64(size)
-		var ss float64
-		for _, v := range src {
-			d := float64(v) - m
-			ss += d * d
-		}
-		variance := ss / float64(size)
+		m := sum64(src) / float64(size)
+		variance := sqdev64(src, m) / float64(size)
 		r := 1 / math.Sqrt(variance+float64(t.eps))
 		if t.mean != nil {
 			t.mean[u] = float32(m)
@@ -96,11 +87,7 @@ func (t *groupNormTask) Run(lo, hi int) {
 			cc := g*cpg + ch
 			scale := r * float64(t.weight[cc])
 			shift := float64(t.bias[cc]) - m*scale
-			d := t.dst[off+ch*hw : off+(ch+1)*hw]
-			s := src[ch*hw : (ch+1)*hw]
-			for j, v := range s {
-				d[j] = float32(float64(v)*scale + shift)
-			}
+			affine64(t.dst[off+ch*hw:off+(ch+1)*hw], src[ch*hw:(ch+1)*hw], scale, shift)
 		}
 		if t.act != nil {
 			// The whole group at once: a 2x2 plane is shorter than a vector.
