@@ -37,13 +37,22 @@ func NewAttention(ps *Params, prefix string, channels, headDim, groups int, eps,
 // projectCF computes dst [out, n] = W [out, in] * x [in, n] + b, the linear
 // layer applied to channel-first columns, so no transposes are needed.
 func projectCF(dst []float32, l *Linear, x []float32, n int) {
-	blas.Sgemm(false, false, l.Out, n, l.In, 1, l.Weight.Data, l.In, x, n, 0, dst, n)
+	l.project(dst, x, n)
 	for o, b := range l.Bias.Data {
 		row := dst[o*n : (o+1)*n]
 		for j := range row {
 			row[j] += b
 		}
 	}
+}
+
+// project computes dst [out, n] = W [out, in] * x [in, n].
+func (l *Linear) project(dst, x []float32, n int) {
+	if pa := l.packed(); pa != nil {
+		blas.SgemmA(pa, false, n, 1, x, n, 0, dst, n)
+		return
+	}
+	blas.Sgemm(false, false, l.Out, n, l.In, 1, l.Weight.Data, l.In, x, n, 0, dst, n)
 }
 
 // Forward returns attention(x) + x, divided by RescaleOutputFactor.
@@ -90,7 +99,7 @@ func (a *Attention) ForwardWS(ws *Workspace, x *Tensor) *Tensor {
 		projectCF(y.Data, a.ToOut, o, ncols)
 	} else {
 		yc := ws.Floats(c * ncols)
-		blas.Sgemm(false, false, c, ncols, inner, 1, a.ToOut.Weight.Data, inner, o, ncols, 0, yc, ncols)
+		a.ToOut.project(yc, o, ncols)
 		kernel.FromChannelMajor(y.Data, yc, a.ToOut.Bias.Data, x.N, c, hw)
 		ws.Release(yc)
 	}
@@ -221,10 +230,29 @@ func NewUpsample2D(ps *Params, prefix string, channels int) *Upsample2D {
 // Forward doubles the resolution.
 func (u *Upsample2D) Forward(x *Tensor) *Tensor { return u.ForwardWS(nil, x) }
 
-// ForwardWS is Forward with buffers from ws.
+// ForwardWS is Forward with buffers from ws. A 3x3 convolution runs as
+// four 2x2 convolutions of x, one per output phase (kernel.UpsampleConv3x3),
+// without building the upsampled tensor.
 func (u *Upsample2D) ForwardWS(ws *Workspace, x *Tensor) *Tensor {
-	up := UpsampleNearest2xWS(ws, x)
-	y := u.Conv.ForwardWS(ws, up)
-	ws.ReleaseTensor(up)
+	c := u.Conv
+	s := c.shape(x)
+	if x.C != c.In || !kernel.IsUpsampleConv(s) {
+		up := UpsampleNearest2xWS(ws, x)
+		y := c.ForwardWS(ws, up)
+		ws.ReleaseTensor(up)
+		return y
+	}
+	y := ws.Tensor(x.N, c.Out, 2*x.H, 2*x.W)
+	work := ws.Floats(kernel.UpsampleConvWork(s))
+	var bias []float32
+	if c.Bias != nil {
+		bias = c.Bias.Data
+	}
+	var phases *kernel.UpsamplePhases
+	if v := c.Weight.Derived("upsample", func() any { return kernel.NewUpsamplePhases(c.Weight.Data, c.Out, c.In) }); v != nil {
+		phases = v.(*kernel.UpsamplePhases)
+	}
+	kernel.UpsampleConv3x3(y.Data, x.Data, c.Weight.Data, phases, bias, s, work)
+	ws.Release(work)
 	return y
 }

@@ -63,9 +63,30 @@ func (c *Conv2d) ForwardWS(ws *Workspace, x *Tensor) *Tensor {
 	if c.Bias != nil {
 		bias = c.Bias.Data
 	}
-	kernel.Conv2d(y.Data, x.Data, c.Weight.Data, bias, s, work)
+	kernel.Conv2d(y.Data, x.Data, c.Weight.Data, c.packed(), bias, s, work)
 	ws.Release(work)
 	return y
+}
+
+// packed is the weight packed as the convolution's GEMM operand when the
+// weights are frozen, else nil.
+func (c *Conv2d) packed() *blas.PackedA {
+	k := c.In * c.Kernel * c.Kernel
+	v := c.Weight.Derived("conv", func() any { return blas.NewPackedA(c.Out, k, c.Weight.Data, k) })
+	if v == nil {
+		return nil
+	}
+	return v.(*blas.PackedA)
+}
+
+// packed is the weight packed as a GEMM operand for channel-first
+// projections when the weights are frozen, else nil.
+func (l *Linear) packed() *blas.PackedA {
+	v := l.Weight.Derived("linear", func() any { return blas.NewPackedA(l.Out, l.In, l.Weight.Data, l.In) })
+	if v == nil {
+		return nil
+	}
+	return v.(*blas.PackedA)
 }
 
 // GroupNorm is torch.nn.GroupNorm with affine weight and bias.

@@ -116,8 +116,44 @@ func (t *TimestepEmbedding) ForwardTape(tp *Tape, x *Tensor) *Tensor {
 func (d *Downsample2D) ForwardTape(tp *Tape, x *Tensor) *Tensor { return d.Conv.ForwardTape(tp, x) }
 
 // ForwardTape is Forward recording the backward step on tp.
+//
+// The forward is ForwardWS's, so training sees the bits inference gives;
+// the backward step is that of upsampling and then convolving, with the
+// upsampled input rebuilt for the weight gradient.
 func (u *Upsample2D) ForwardTape(tp *Tape, x *Tensor) *Tensor {
-	return u.Conv.ForwardTape(tp, tp.UpsampleNearest2x(x))
+	c := u.Conv
+	s := c.shape(x)
+	if tp == nil || x.C != c.In || !kernel.IsUpsampleConv(s) {
+		return c.ForwardTape(tp, tp.UpsampleNearest2x(x))
+	}
+	y := tp.keep(u.ForwardWS(tp.workspace(), x))
+	tp.record(func() {
+		dy := tp.take(y)
+		if dy == nil {
+			return
+		}
+		us := s
+		us.H, us.W = 2*x.H, 2*x.W
+		up := tp.ws.Floats(len(x.Data) * 4)
+		kernel.UpsampleNearest2x(up, x.Data, x.N*x.C, x.H, x.W)
+		dx := tp.grad(x)
+		var dup []float32
+		if dx != nil {
+			dup = tp.ws.Floats(len(up))
+			clear(dup)
+		}
+		var db []float32
+		if c.Bias != nil {
+			db = c.Bias.EnsureGrad()
+		}
+		kernel.Conv2dBackward(dup, c.Weight.EnsureGrad(), db, dy, up, c.Weight.Data, us, tp.work(kernel.ConvBackwardWork(us)))
+		if dx != nil {
+			kernel.UpsampleNearest2xBackward(dx, dup, x.N*x.C, x.H, x.W)
+			tp.ws.Release(dup)
+		}
+		tp.ws.Release(up)
+	})
+	return y
 }
 
 // ForwardTape applies the block; tembAct is SiLU(temb) as [N, tembDim] or

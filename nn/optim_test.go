@@ -292,3 +292,33 @@ func TestGradAccumulation(t *testing.T) {
 		}
 	}
 }
+
+// TestDerivedOnlyWhenFrozen checks that a parameter keeps derived values
+// only once frozen, builds each once, and hands concurrent callers the same
+// value.
+func TestDerivedOnlyWhenFrozen(t *testing.T) {
+	ps := &Params{}
+	p := ps.New("w", 4)
+	builds := 0
+	build := func() any { builds++; return new(int) }
+	if v := p.Derived("k", build); v != nil || builds != 0 {
+		t.Fatalf("before Freeze: Derived = %v after %d builds, want nil and none", v, builds)
+	}
+	ps.Freeze()
+	first := p.Derived("k", build)
+	if first == nil || p.Derived("k", build) != first || builds != 1 {
+		t.Fatalf("after Freeze: %d builds, values %v and %v", builds, first, p.Derived("k", build))
+	}
+	if other := p.Derived("other", build); other == first || builds != 2 {
+		t.Fatalf("another key shares a value or was not built (%d builds)", builds)
+	}
+	got := make(chan any, 8)
+	for range 8 {
+		go func() { got <- p.Derived("k", func() any { return new(int) }) }()
+	}
+	for range 8 {
+		if v := <-got; v != first {
+			t.Fatalf("a concurrent caller got %v, want %v", v, first)
+		}
+	}
+}

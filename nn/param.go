@@ -5,6 +5,7 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/ldm-go/ldm/internal/safetensors"
 )
@@ -16,6 +17,26 @@ type Param struct {
 	Data  []float32
 	// Grad accumulates the gradient during training; nil until needed.
 	Grad []float32
+	// frozen says Data is fixed for good (Params.Freeze), so that values
+	// derived from it, such as a packed GEMM operand, are built once and
+	// kept in derived.
+	frozen  bool
+	derived sync.Map
+}
+
+// Derived returns the value build makes from p's data, built once per key
+// and kept while p is frozen; for a parameter that is not frozen it
+// returns nil and builds nothing, and the caller works from Data.
+// Concurrent callers get the same value.
+func (p *Param) Derived(key string, build func() any) any {
+	if !p.frozen {
+		return nil
+	}
+	if v, ok := p.derived.Load(key); ok {
+		return v
+	}
+	v, _ := p.derived.LoadOrStore(key, build())
+	return v
 }
 
 // NumElements is the product of the shape.
@@ -68,6 +89,17 @@ func (ps *Params) New(name string, shape ...int) *Param {
 	ps.list = append(ps.list, p)
 	ps.byName[name] = p
 	return p
+}
+
+// Freeze declares that no parameter's data will change again, as for a
+// model loaded for inference: layers may then keep values derived from the
+// weights (packed GEMM operands) instead of deriving them on every call.
+// Writing to a frozen parameter's Data afterwards leaves those values
+// stale; train or edit weights on a model that is not frozen.
+func (ps *Params) Freeze() {
+	for _, p := range ps.list {
+		p.frozen = true
+	}
 }
 
 // List returns the parameters in construction order.

@@ -153,7 +153,20 @@ func LoadFS(fsys fs.FS, dir, label string) (*Pipeline, error) {
 	if err := p.check(); err != nil {
 		return nil, fmt.Errorf("pipeline: %s: %w", label, err)
 	}
+	p.freeze()
 	return p, nil
+}
+
+// freeze marks the loaded weights as fixed, so that the layers pack them
+// for the GEMM once instead of at every call.
+func (p *Pipeline) freeze() {
+	p.UNet.Params.Freeze()
+	if p.VAE != nil {
+		p.VAE.Params.Freeze()
+	}
+	if p.VQ != nil {
+		p.VQ.Params.Freeze()
+	}
 }
 
 func readSchedulerConfig(fsys fs.FS, name, label string) (*scheduler.Config, error) {
@@ -194,7 +207,11 @@ func loadFlat(fsys fs.FS, dir, label string, p *Pipeline) (*Pipeline, error) {
 	} else if p.Scheduler, err = scheduler.DefaultConfig("DDPMScheduler"); err != nil {
 		return nil, err
 	}
-	return p, p.check()
+	if err := p.check(); err != nil {
+		return nil, err
+	}
+	p.freeze()
+	return p, nil
 }
 
 // check verifies that the components fit together.

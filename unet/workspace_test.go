@@ -159,3 +159,36 @@ func TestForwardPartsMatchWhole(t *testing.T) {
 		t.Errorf("%v allocations per split forward pass, want 0", a)
 	}
 }
+
+// TestFrozenWeightsSameBits checks that freezing the weights, after which
+// the layers keep them packed for the GEMM, changes no output bit, and
+// that the packs are not rebuilt: a second forward allocates nothing.
+func TestFrozenWeightsSameBits(t *testing.T) {
+	for _, v := range variants {
+		t.Run(v.name, func(t *testing.T) {
+			m := tinyModel(t, v.json)
+			x := randomInput(2, 2, 8, 8, 4)
+			want, err := m.ForwardTensor(x, v.ts, v.labels)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.Params.Freeze()
+			ws := nn.NewWorkspace()
+			for range 2 {
+				got, err := m.ForwardWS(ws, x, v.ts, v.labels)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sameBits(t, v.name+", frozen", got.Data, want.Data)
+				ws.ReleaseTensor(got)
+			}
+			allocs := testing.AllocsPerRun(3, func() {
+				y, _ := m.ForwardWS(ws, x, v.ts, v.labels)
+				ws.ReleaseTensor(y)
+			})
+			if allocs != 0 {
+				t.Errorf("a frozen forward allocates %v times", allocs)
+			}
+		})
+	}
+}

@@ -17,7 +17,7 @@ import (
 // number of threads, so results are bit-identical for any GOMAXPROCS.
 func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	checkArgs(transA, transB, m, n, k, len(a), lda, len(b), ldb, len(c), ldc)
-	multiply(transA, transB, m, n, k, alpha, a, lda, b, ldb, nil, beta, c, ldc)
+	multiply(transA, transB, m, n, k, alpha, a, lda, nil, b, ldb, nil, beta, c, ldc)
 }
 
 // PackerB supplies the B operand of SgemmPacked block by block, for a B
@@ -41,12 +41,12 @@ func SgemmPacked(m, n, k int, alpha float32, a []float32, lda int, b PackerB, be
 	}
 	checkArgs(false, false, m, n, 0, len(a), lda, 0, max(n, 1), len(c), ldc)
 	checkMatrix("a", m, k, len(a), lda)
-	multiply(false, false, m, n, k, alpha, a, lda, nil, n, b, beta, c, ldc)
+	multiply(false, false, m, n, k, alpha, a, lda, nil, nil, n, b, beta, c, ldc)
 }
 
 // multiply runs a checked multiply; B comes from packer when it is not nil,
-// else from b.
-func multiply(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, packer PackerB, beta float32, c []float32, ldc int) {
+// else from b, and A from pre when it holds A packed for the active kernel.
+func multiply(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, pre *PackedA, b []float32, ldb int, packer PackerB, beta float32, c []float32, ldc int) {
 	if m == 0 || n == 0 {
 		return
 	}
@@ -57,6 +57,9 @@ func multiply(transA, transB bool, m, n, k int, alpha float32, a []float32, lda 
 	g := getGemm()
 	g.setup(active, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 	g.packer = packer
+	if pre != nil && pre.kern == active {
+		g.prepacked = pre.data
+	}
 	g.compute()
 }
 
@@ -109,12 +112,15 @@ func scaleC(m, n int, beta float32, c []float32, ldc int) {
 // it. Its buffers are kept on a free list so that steady-state calls do not
 // allocate.
 type gemm struct {
-	kern                *microKernel
-	transA, transB      bool
-	m, n, k             int
-	alpha, beta         float32
-	a, b, c             []float32
-	packer              PackerB
+	kern           *microKernel
+	transA, transB bool
+	m, n, k        int
+	alpha, beta    float32
+	a, b, c        []float32
+	packer         PackerB
+	// prepacked, when not nil, is A already packed (a PackedA's data),
+	// used in place of apack without packing.
+	prepacked           []float32
 	lda, ldb, ldc       int
 	kc, mpad            int
 	panelsM             int
@@ -138,6 +144,13 @@ type gemm struct {
 // to wake than it saves.
 const minParallelFlops = 1 << 21
 
+// kcFor is the depth of the k blocks: equal blocks that depend on k and the
+// kernel alone, so the summation order never depends on the thread count.
+func kcFor(kern *microKernel, k int) int {
+	nblocks := (k + kern.kc - 1) / kern.kc
+	return (k + nblocks - 1) / nblocks
+}
+
 func (g *gemm) setup(kern *microKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	g.kern = kern
 	g.transA, g.transB = transA, transB
@@ -147,10 +160,7 @@ func (g *gemm) setup(kern *microKernel, transA, transB bool, m, n, k int, alpha 
 	g.lda, g.ldb, g.ldc = lda, ldb, ldc
 	mr, nr := kern.mr, kern.nr
 
-	// Equal k blocks depend on k alone, so the summation order never
-	// depends on the thread count.
-	nblocks := (k + kern.kc - 1) / kern.kc
-	g.kc = (k + nblocks - 1) / nblocks
+	g.kc = kcFor(kern, k)
 	g.panelsM = (m + mr - 1) / mr
 	g.mpad = g.panelsM * mr
 
@@ -193,6 +203,9 @@ func (g *gemm) setup(kern *microKernel, transA, transB bool, m, n, k int, alpha 
 // of C is done: a helper that has not started yet is not waited for.
 func (g *gemm) compute() {
 	g.units1 = ceilDiv(g.k, g.kc) * g.panelsM
+	if g.prepacked != nil {
+		g.units1 = 0
+	}
 	g.units2 = g.tasksM * g.tasksN
 	g.next1.Store(0)
 	g.done1.Store(0)
@@ -214,7 +227,7 @@ func (g *gemm) compute() {
 
 func (g *gemm) release() {
 	if g.refs.Add(-1) == 0 {
-		g.a, g.b, g.c, g.packer = nil, nil, nil, nil
+		g.a, g.b, g.c, g.packer, g.prepacked = nil, nil, nil, nil, nil
 		putGemm(g)
 	}
 }
@@ -255,17 +268,23 @@ func (g *gemm) work() bool {
 // packPanelA packs unit u: one mr-row panel of one k block. Block pc starts
 // at pc*mpad in apack, and panel i at i*kcb within its block.
 func (g *gemm) packPanelA(u int) {
-	mr := g.kern.mr
-	pc := (u / g.panelsM) * g.kc
-	i0 := (u % g.panelsM) * mr
-	kcb := min(g.kc, g.k-pc)
-	dst := g.apack[pc*g.mpad+i0*kcb : pc*g.mpad+(i0+mr)*kcb]
-	rows := min(mr, g.m-i0)
-	if g.transA {
+	packPanelA(g.kern, g.apack, g.transA, g.a, g.lda, g.m, g.k, g.kc, g.mpad, g.panelsM, u)
+}
+
+// packPanelA packs unit u of op(A) (m x k, k blocks of kc) into apack for
+// kern, as gemm.packPanelA describes.
+func packPanelA(kern *microKernel, apack []float32, transA bool, a []float32, lda, m, k, kc, mpad, panelsM, u int) {
+	mr := kern.mr
+	pc := (u / panelsM) * kc
+	i0 := (u % panelsM) * mr
+	kcb := min(kc, k-pc)
+	dst := apack[pc*mpad+i0*kcb : pc*mpad+(i0+mr)*kcb]
+	rows := min(mr, m-i0)
+	if transA {
 		// op(A)[i][p] = a[p*lda+i]: each k step is a contiguous run of rows.
 		for p := 0; p < kcb; p++ {
 			d := dst[p*mr : p*mr+mr]
-			src := g.a[(pc+p)*g.lda+i0:]
+			src := a[(pc+p)*lda+i0:]
 			copy(d[:rows], src[:rows])
 			clear(d[rows:])
 		}
@@ -273,23 +292,23 @@ func (g *gemm) packPanelA(u int) {
 	}
 	switch {
 	case rows == 8 && mr == 8:
-		src := g.a[i0*g.lda+pc:]
+		src := a[i0*lda+pc:]
 		done := 0
-		if g.kern.packA8 != nil {
-			g.kern.packA8(dst, src, g.lda, kcb)
+		if kern.packA8 != nil {
+			kern.packA8(dst, src, lda, kcb)
 			done = kcb &^ 7
 		}
-		packA8(dst[8*done:], src[done:], g.lda, kcb-done)
+		packA8(dst[8*done:], src[done:], lda, kcb-done)
 		return
 	case rows == 6 && mr == 6:
-		packA6(dst, g.a[i0*g.lda+pc:], g.lda, kcb)
+		packA6(dst, a[i0*lda+pc:], lda, kcb)
 		return
 	case rows == 4 && mr == 4:
-		packA4(dst, g.a[i0*g.lda+pc:], g.lda, kcb)
+		packA4(dst, a[i0*lda+pc:], lda, kcb)
 		return
 	}
 	for r := 0; r < rows; r++ {
-		src := g.a[(i0+r)*g.lda+pc : (i0+r)*g.lda+pc+kcb]
+		src := a[(i0+r)*lda+pc : (i0+r)*lda+pc+kcb]
 		d := dst[r:]
 		for p, v := range src {
 			d[p*mr] = v
@@ -436,7 +455,11 @@ func (g *gemm) multiply(w, u int) {
 		if pc > 0 {
 			beta, loadC = 1, true
 		}
-		ablock := g.apack[pc*g.mpad:]
+		apack := g.apack
+		if g.prepacked != nil {
+			apack = g.prepacked
+		}
+		ablock := apack[pc*g.mpad:]
 		for i := m0; i < m1; i += mr {
 			ap := ablock[i*kcb : (i+mr)*kcb]
 			rows := min(mr, g.m-i)
@@ -500,3 +523,54 @@ func grow(s []float32, n int) []float32 {
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 func roundUp(a, b int) int { return ceilDiv(a, b) * b }
+
+// PackedA is an m x k matrix packed once as the A operand of many
+// multiplies: a layer's weights, which every forward pass would otherwise
+// pack again. It holds a copy, so it stands for the matrix as it was when
+// packed. Multiplies with it give the bits Sgemm gives with the matrix
+// itself, on any kernel: packed for another kernel than the active one, it
+// is packed again from the source matrix.
+type PackedA struct {
+	kern *microKernel
+	m, k int
+	a    []float32
+	lda  int
+	data []float32
+}
+
+// NewPackedA packs the m x k row-major matrix a (row stride lda) for the
+// active kernel. a must not change while the PackedA is in use.
+func NewPackedA(m, k int, a []float32, lda int) *PackedA {
+	if m < 0 || k < 0 {
+		panic(fmt.Sprintf("blas: negative dimension m=%d k=%d", m, k))
+	}
+	checkMatrix("a", m, k, len(a), lda)
+	p := &PackedA{kern: active, m: m, k: k, a: a, lda: lda}
+	if m == 0 || k == 0 {
+		return p
+	}
+	kern := active
+	kc := kcFor(kern, k)
+	panels := ceilDiv(m, kern.mr)
+	mpad := panels * kern.mr
+	p.data = make([]float32, mpad*k)
+	for u := 0; u < ceilDiv(k, kc)*panels; u++ {
+		packPanelA(kern, p.data, false, a, lda, m, k, kc, mpad, panels, u)
+	}
+	return p
+}
+
+// Dims returns the rows and columns of the packed matrix.
+func (p *PackedA) Dims() (m, k int) { return p.m, p.k }
+
+// SgemmA is Sgemm(false, transB, m, n, k, ...) with A given packed.
+func SgemmA(a *PackedA, transB bool, n int, alpha float32, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	checkArgs(false, transB, a.m, n, a.k, len(a.a), a.lda, len(b), ldb, len(c), ldc)
+	multiply(false, transB, a.m, n, a.k, alpha, a.a, a.lda, a, b, ldb, nil, beta, c, ldc)
+}
+
+// SgemmAPacked is SgemmPacked with A given packed.
+func SgemmAPacked(a *PackedA, n int, alpha float32, b PackerB, beta float32, c []float32, ldc int) {
+	checkArgs(false, false, a.m, n, 0, len(a.a), a.lda, 0, max(n, 1), len(c), ldc)
+	multiply(false, false, a.m, n, a.k, alpha, a.a, a.lda, a, nil, n, b, beta, c, ldc)
+}

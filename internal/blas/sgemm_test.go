@@ -294,3 +294,66 @@ func TestSgemmPackedMatchesSgemm(t *testing.T) {
 		}
 	})
 }
+
+// TestPackedAMatchesSgemm checks that a pre-packed A gives Sgemm's bits
+// with every kernel, with B as a matrix (both transposes) and from a
+// packer, on one thread and two; and that an A packed for one kernel still
+// gives the bits of another when that one is active.
+func TestPackedAMatchesSgemm(t *testing.T) {
+	cases := []gemmCase{
+		{m: 1, n: 1, k: 1, alpha: 1},
+		{m: 7, n: 33, k: 37, pad: 2, alpha: -0.5, beta: 0.7},
+		{m: 17, n: 5, k: 70, alpha: 1, beta: 1},
+		{m: 67, n: 611, k: 601, pad: 5, alpha: 1},
+		{m: 130, n: 40, k: 1152, pad: 3, alpha: 1, beta: 0.7},
+		{m: 5, n: 3, k: 0, alpha: 1, beta: 0.5},
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	check := func(t *testing.T, tc gemmCase, what string, got, want []float32) {
+		t.Helper()
+		for i := range want {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("%v, %s: c[%d] is %v, Sgemm gives %v", tc, what, i, got[i], want[i])
+			}
+		}
+	}
+	other := kernels[len(kernels)-1] // the Go kernel
+	forEachKernel(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(11, 12))
+		for _, tc := range cases {
+			a, lda, b, ldb, c, ldc := tc.operands(rng)
+			pa := NewPackedA(tc.m, tc.k, a, lda)
+			saved := active
+			active = other
+			stale := NewPackedA(tc.m, tc.k, a, lda)
+			active = saved
+			if m, k := pa.Dims(); m != tc.m || k != tc.k {
+				t.Fatalf("%v: Dims %d x %d", tc, m, k)
+			}
+			want := append([]float32(nil), c...)
+			Sgemm(false, false, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, want, ldc)
+			// B transposed: the same values read as B^T.
+			bt := make([]float32, tc.n*max(tc.k, 1))
+			for p := 0; p < tc.k; p++ {
+				for j := 0; j < tc.n; j++ {
+					bt[j*max(tc.k, 1)+p] = b[p*ldb+j]
+				}
+			}
+			for _, procs := range []int{1, 2} {
+				runtime.GOMAXPROCS(procs)
+				got := append([]float32(nil), c...)
+				SgemmA(pa, false, tc.n, tc.alpha, b, ldb, tc.beta, got, ldc)
+				check(t, tc, fmt.Sprintf("SgemmA, GOMAXPROCS %d", procs), got, want)
+				got = append(got[:0], c...)
+				SgemmA(pa, true, tc.n, tc.alpha, bt, max(tc.k, 1), tc.beta, got, ldc)
+				check(t, tc, fmt.Sprintf("SgemmA with B transposed, GOMAXPROCS %d", procs), got, want)
+				got = append(got[:0], c...)
+				SgemmAPacked(pa, tc.n, tc.alpha, &matrixPacker{b, ldb}, tc.beta, got, ldc)
+				check(t, tc, fmt.Sprintf("SgemmAPacked, GOMAXPROCS %d", procs), got, want)
+				got = append(got[:0], c...)
+				SgemmA(stale, false, tc.n, tc.alpha, b, ldb, tc.beta, got, ldc)
+				check(t, tc, fmt.Sprintf("packed for the go kernel, GOMAXPROCS %d", procs), got, want)
+			}
+		}
+	})
+}

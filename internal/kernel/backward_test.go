@@ -85,7 +85,7 @@ func TestConv2dBackwardFiniteDifference(t *testing.T) {
 		y := make([]float32, ny)
 		work := make([]float32, ConvWork(s))
 		loss := func() float64 {
-			Conv2d(y, x, w, b, s, work)
+			Conv2d(y, x, w, nil, b, s, work)
 			return dot64(y, c)
 		}
 		dx := make([]float32, len(x))

@@ -153,12 +153,13 @@ func Col2im(dx, cols []float32, s ConvShape) {
 }
 
 // Conv2d computes dst = conv(x, weight) + bias for NCHW x and dst, weight
-// [OutC, C, KH, KW], bias [OutC] or nil. work is scratch of at least
-// ConvWork(s) floats. The images go through in chunks (see convChunk), so
+// [OutC, C, KH, KW], bias [OutC] or nil. packed, when not nil, is weight
+// as a [OutC, C*KH*KW] blas.PackedA, which saves packing it again and
+// gives the same bits. work is scratch of at least ConvWork(s) floats. The images go through in chunks (see convChunk), so
 // the scratch stays bounded whatever the batch size; each output element
 // is the same GEMM sum whatever the chunk, so an image's output never
 // depends on the rest of its batch.
-func Conv2d(dst, x, weight, bias []float32, s ConvShape, work []float32) {
+func Conv2d(dst, x, weight []float32, packed *blas.PackedA, bias []float32, s ConvShape, work []float32) {
 	hw := s.OutH() * s.OutW()
 	if len(dst) < s.N*s.OutC*hw || len(x) < s.N*s.C*s.H*s.W {
 		panic("kernel: Conv2d: buffer too small")
@@ -171,7 +172,7 @@ func Conv2d(dst, x, weight, bias []float32, s ConvShape, work []float32) {
 	for n0 := 0; n0 < s.N; n0 += nb {
 		cs := s
 		cs.N = min(nb, s.N-n0)
-		conv2dChunk(dst[n0*s.OutC*hw:], x[n0*in:], weight, bias, cs, work)
+		conv2dChunk(dst[n0*s.OutC*hw:], x[n0*in:], weight, packed, bias, cs, work)
 	}
 }
 
@@ -206,12 +207,12 @@ func ConvWork(s ConvShape) int {
 	return (s.ColRows() + s.OutC) * cols
 }
 
-func conv2dChunk(dst, x, weight, bias []float32, s ConvShape, work []float32) {
+func conv2dChunk(dst, x, weight []float32, packed *blas.PackedA, bias []float32, s ConvShape, work []float32) {
 	hw := s.OutH() * s.OutW()
 	k := s.ColRows()
 	ncols := s.N * hw
 	if isSameStride1(s) && (s.KH > 1 || s.KW > 1 || s.N > 1) {
-		conv2dImplicit(dst, x, weight, bias, s, work)
+		conv2dImplicit(dst, x, weight, packed, bias, s, work)
 		return
 	}
 	var cols []float32
@@ -224,29 +225,45 @@ func conv2dChunk(dst, x, weight, bias []float32, s ConvShape, work []float32) {
 	}
 	if s.N == 1 {
 		// The GEMM result is already NCHW.
-		blas.Sgemm(false, false, s.OutC, ncols, k, 1, weight, k, cols, ncols, 0, dst, ncols)
+		convGEMM(dst, weight, packed, s.OutC, ncols, k, cols, nil)
 		addBiasNCHW(dst, bias, 1, s.OutC, hw)
 		return
 	}
 	out := work[:s.OutC*ncols]
-	blas.Sgemm(false, false, s.OutC, ncols, k, 1, weight, k, cols, ncols, 0, out, ncols)
+	convGEMM(out, weight, packed, s.OutC, ncols, k, cols, nil)
 	reorderNCHW(dst, out, bias, s.N, s.OutC, hw)
+}
+
+// convGEMM computes dst [m, n] = weight [m, k] B [k, n], with B the matrix
+// b or, when b is nil, what packer packs, and the weight pre-packed when
+// packed is not nil.
+func convGEMM(dst, weight []float32, packed *blas.PackedA, m, n, k int, b []float32, packer blas.PackerB) {
+	switch {
+	case packed != nil && b != nil:
+		blas.SgemmA(packed, false, n, 1, b, n, 0, dst, n)
+	case packed != nil:
+		blas.SgemmAPacked(packed, n, 1, packer, 0, dst, n)
+	case b != nil:
+		blas.Sgemm(false, false, m, n, k, 1, weight, k, b, n, 0, dst, n)
+	default:
+		blas.SgemmPacked(m, n, k, 1, weight, k, packer, 0, dst, n)
+	}
 }
 
 // conv2dImplicit is conv2dChunk for the shapes convPacker handles: the GEMM
 // reads the column matrix from x as it packs it (see implicit.go).
-func conv2dImplicit(dst, x, weight, bias []float32, s ConvShape, work []float32) {
+func conv2dImplicit(dst, x, weight []float32, packed *blas.PackedA, bias []float32, s ConvShape, work []float32) {
 	hw := s.OutH() * s.OutW()
 	k := s.ColRows()
 	ncols := s.N * hw
 	p := convPackers.get()
 	*p = convPacker{x: x[:s.N*s.C*s.H*s.W], s: s}
 	if s.N == 1 {
-		blas.SgemmPacked(s.OutC, ncols, k, 1, weight, k, p, 0, dst, ncols)
+		convGEMM(dst, weight, packed, s.OutC, ncols, k, nil, p)
 		addBiasNCHW(dst, bias, 1, s.OutC, hw)
 	} else {
 		out := work[:s.OutC*ncols]
-		blas.SgemmPacked(s.OutC, ncols, k, 1, weight, k, p, 0, out, ncols)
+		convGEMM(out, weight, packed, s.OutC, ncols, k, nil, p)
 		reorderNCHW(dst, out, bias, s.N, s.OutC, hw)
 	}
 	convPackers.put(p)

@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/ldm-go/ldm/internal/blas"
 )
 
 // naiveConv is the textbook definition, the oracle for Conv2d.
@@ -67,10 +69,18 @@ func TestConv2dMatchesDefinition(t *testing.T) {
 		for i := range got {
 			got[i] = float32(math.NaN()) // must be overwritten
 		}
-		Conv2d(got, x, w, b, s, make([]float32, ConvWork(s)))
+		Conv2d(got, x, w, nil, b, s, make([]float32, ConvWork(s)))
 		for i := range want {
 			if d := math.Abs(float64(got[i] - want[i])); d > 1e-5*float64(s.ColRows()) || math.IsNaN(float64(got[i])) {
 				t.Fatalf("%+v: element %d: got %v, want %v", s, i, got[i], want[i])
+			}
+		}
+		// With the weights pre-packed: the same bits.
+		packed := make([]float32, len(got))
+		Conv2d(packed, x, w, blas.NewPackedA(s.OutC, s.ColRows(), w, s.ColRows()), b, s, make([]float32, ConvWork(s)))
+		for i := range got {
+			if math.Float32bits(packed[i]) != math.Float32bits(got[i]) {
+				t.Fatalf("%+v: element %d: %v with packed weights, %v without", s, i, packed[i], got[i])
 			}
 		}
 	}
@@ -172,7 +182,7 @@ func BenchmarkConv2d(b *testing.B) {
 		flops := 2 * float64(s.OutC) * float64(s.ColRows()) * float64(s.ColCols())
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
-				Conv2d(y, x, w, bias, s, work)
+				Conv2d(y, x, w, nil, bias, s, work)
 			}
 			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
