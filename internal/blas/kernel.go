@@ -15,6 +15,9 @@ type microKernel struct {
 	// untransposed source (rows ldb apart) and storing it packed into bpack
 	// on the way, for the first pass over each panel.
 	fnPack func(kc int, a, b []float32, ldb int, bpack, c []float32, ldc int, alpha, beta float32, loadC bool)
+	// fnDirect, when not nil, is fn reading B in place as DirectB
+	// describes, for panels of nr/2 = 16 columns per half.
+	fnDirect func(kc int, a, base []float32, tab []int32, c []float32, ldc int, alpha, beta float32, loadC bool)
 	// packA8, when not nil, replaces the portable packA8 for the first
 	// 8*floor(kc/8) k steps of a full eight-row panel.
 	packA8 func(dst, src []float32, ld, kc int)

@@ -20,7 +20,7 @@ var kernels = amd64Kernels()
 func amd64Kernels() []*microKernel {
 	var ks []*microKernel
 	if cpu.X86.HasAVX512F {
-		ks = append(ks, &microKernel{name: "avx512", mr: 8, nr: 32, kc: 256, nc: 512, fn: goAVX512, packRows: goPackRows32, fnPack: goPackAVX512, packA8: goPackA8})
+		ks = append(ks, &microKernel{name: "avx512", mr: 8, nr: 32, kc: 256, nc: 512, fn: goAVX512, packRows: goPackRows32, fnPack: goPackAVX512, packA8: goPackA8, fnDirect: goDirectAVX512})
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
 		ks = append(ks, &microKernel{name: "avx2", mr: 6, nr: 16, kc: 256, nc: 512, fn: goAVX2, packRows: goPackRows16, fnPack: goPackAVX2})
@@ -43,6 +43,18 @@ func goAVX2(kc int, a, b, c []float32, ldc int, alpha, beta float32, loadC bool)
 	_ = b[16*kc-1]
 	_ = c[5*ldc+15]
 	kernelAVX2(kc, &a[0], &b[0], &c[0], ldc, alpha, beta, b2i(loadC))
+}
+
+//go:noescape
+func kernelDirectAVX512(kc int, a, base *float32, tab *int32, c *float32, ldc int, alpha, beta float32, loadC int)
+
+// goDirectAVX512 checks what it can: the lanes base and tab point to are
+// the DirectB implementation's promise.
+func goDirectAVX512(kc int, a, base []float32, tab []int32, c []float32, ldc int, alpha, beta float32, loadC bool) {
+	_ = a[8*kc-1]
+	_ = tab[4*kc-1]
+	_ = c[7*ldc+31]
+	kernelDirectAVX512(kc, &a[0], &base[0], &tab[0], &c[0], ldc, alpha, beta, b2i(loadC))
 }
 
 //go:noescape

@@ -32,6 +32,21 @@ type PackerB interface {
 	PackB(dst []float32, nr, k0, kc, n0, n1 int)
 }
 
+// DirectB is a PackerB whose full panels a kernel may instead read in
+// place, as runs of an array that a table describes: a convolution reads
+// each row of a panel from its input planes shifted per kernel tap, so
+// reading them where they are saves writing the panel. Results are the bits
+// of the packed panels.
+type DirectB interface {
+	PackerB
+	// DirectPanel describes the nr columns from n0, every row of B: row p's
+	// first nr/2 columns are base[tab[4p]+l], its last nr/2 base[tab[4p+1]+l],
+	// for the lanes l whose bits are set in the low and high halves of
+	// tab[4p+2] (nr/2 bits each); the other entries are zeros. Every lane
+	// set lies inside base. ok is false when the panel must be packed.
+	DirectPanel(nr, n0 int) (base []float32, tab []int32, ok bool)
+}
+
 // SgemmPacked is Sgemm without transposes whose k x n operand B is
 // supplied by b in packed blocks. Its results are the bits Sgemm gives for
 // the same B.
@@ -120,14 +135,16 @@ type gemm struct {
 	packer         PackerB
 	// prepacked, when not nil, is A already packed (a PackedA's data),
 	// used in place of apack without packing.
-	prepacked           []float32
-	lda, ldb, ldc       int
-	kc, mpad            int
-	panelsM             int
-	tasksM, tasksN      int
-	rowsPer, colsPer    int
-	apack               []float32
-	bpack, tiles        [][]float32
+	prepacked        []float32
+	lda, ldb, ldc    int
+	kc, mpad         int
+	panelsM          int
+	tasksM, tasksN   int
+	rowsPer, colsPer int
+	apack            []float32
+	bpack, tiles     [][]float32
+	// direct[w] holds goroutine w's panels read in place (DirectB).
+	direct              [][]directPanel
 	procs               int
 	units1, units2      int
 	next1, done1, next2 atomic.Int64
@@ -192,6 +209,9 @@ func (g *gemm) setup(kern *microKernel, transA, transB bool, m, n, k int, alpha 
 		g.bpack = append(g.bpack, nil)
 		g.tiles = append(g.tiles, nil)
 	}
+	for len(g.direct) < g.procs {
+		g.direct = append(g.direct, nil)
+	}
 	for w := 0; w < g.procs; w++ {
 		g.bpack[w] = grow(g.bpack[w], g.kc*g.colsPer)
 		g.tiles[w] = grow(g.tiles[w], mr*nr)
@@ -228,6 +248,9 @@ func (g *gemm) compute() {
 func (g *gemm) release() {
 	if g.refs.Add(-1) == 0 {
 		g.a, g.b, g.c, g.packer, g.prepacked = nil, nil, nil, nil, nil
+		for _, dp := range g.direct {
+			clear(dp[:cap(dp)])
+		}
 		putGemm(g)
 	}
 }
@@ -437,6 +460,7 @@ func (g *gemm) multiply(w, u int) {
 	n1 := min(n0+g.colsPer, g.n)
 	panels := ceilDiv(n1-n0, nr)
 	tile := g.tiles[w][:mr*nr]
+	dp := g.directPanels(w, n0, n1)
 	for pc := 0; pc < g.k; pc += g.kc {
 		kcb := min(g.kc, g.k-pc)
 		bp := g.bpack[w][:panels*nr*kcb]
@@ -444,7 +468,15 @@ func (g *gemm) multiply(w, u int) {
 		// by the first row of tiles itself; only a ragged last panel is
 		// packed ahead.
 		fused := kern.fnPack != nil && !g.transB && g.packer == nil
-		if g.packer != nil {
+		if dp != nil {
+			// Only the panels that cannot be read in place.
+			for q := range dp {
+				if dp[q].tab == nil {
+					j := n0 + q*nr
+					g.packer.PackB(bp[q*nr*kcb:(q+1)*nr*kcb], nr, pc, kcb, j, min(j+nr, n1))
+				}
+			}
+		} else if g.packer != nil {
 			g.packer.PackB(bp, nr, pc, kcb, n0, n1)
 		} else if !fused {
 			g.packB(bp, pc, kcb, n0, n1)
@@ -468,6 +500,16 @@ func (g *gemm) multiply(w, u int) {
 				bq := bp[q*nr*kcb : (q+1)*nr*kcb]
 				cols := min(nr, g.n-j)
 				packNow := fused && i == m0 && cols == nr
+				if dp != nil && dp[q].tab != nil {
+					d := dp[q]
+					if rows == mr {
+						kern.fnDirect(kcb, ap, d.base, d.tab[4*pc:], g.c[i*g.ldc+j:], g.ldc, g.alpha, beta, loadC)
+						continue
+					}
+					kern.fnDirect(kcb, ap, d.base, d.tab[4*pc:], tile, nr, 1, 0, false)
+					g.addTile(tile, i, j, rows, cols, beta, loadC)
+					continue
+				}
 				if rows == mr && cols == nr {
 					if packNow {
 						kern.fnPack(kcb, ap, g.b[pc*g.ldb+j:], g.ldb, bq, g.c[i*g.ldc+j:], g.ldc, g.alpha, beta, loadC)
@@ -481,22 +523,72 @@ func (g *gemm) multiply(w, u int) {
 				} else {
 					kern.fn(kcb, ap, bq, tile, nr, 1, 0, false)
 				}
-				for r := 0; r < rows; r++ {
-					cr := g.c[(i+r)*g.ldc+j : (i+r)*g.ldc+j+cols]
-					tr := tile[r*nr : r*nr+cols]
-					if loadC {
-						for x, v := range tr {
-							cr[x] = g.alpha*v + beta*cr[x]
-						}
-					} else {
-						for x, v := range tr {
-							cr[x] = g.alpha * v
-						}
-					}
-				}
+				g.addTile(tile, i, j, rows, cols, beta, loadC)
 			}
 		}
 	}
+}
+
+// addTile finishes a ragged tile computed into tile: rows x cols of C at
+// (i, j) become alpha*tile + beta*C, or alpha*tile without loadC.
+func (g *gemm) addTile(tile []float32, i, j, rows, cols int, beta float32, loadC bool) {
+	nr := g.kern.nr
+	for r := 0; r < rows; r++ {
+		cr := g.c[(i+r)*g.ldc+j : (i+r)*g.ldc+j+cols]
+		tr := tile[r*nr : r*nr+cols]
+		if loadC {
+			for x, v := range tr {
+				cr[x] = g.alpha*v + beta*cr[x]
+			}
+		} else {
+			for x, v := range tr {
+				cr[x] = g.alpha * v
+			}
+		}
+	}
+}
+
+// maxDirectPanelsM is the most row panels of A for which B is read in
+// place: reading a panel where it lies costs more per use than reading it
+// packed (scattered lines, table and mask loads), which only the saved
+// packing repays when few row panels use it. Measured on the MNIST VAE
+// (16 to 64 rows: in place is faster) and UNet (64 to 128: packed is).
+const maxDirectPanelsM = 4
+
+// directPanel is a panel of B read in place: tab is nil for one that is
+// packed.
+type directPanel struct {
+	base []float32
+	tab  []int32
+}
+
+// directPanels returns, when the kernel can read B in place and the packer
+// allows it, goroutine w's panels of columns [n0, n1), else nil.
+func (g *gemm) directPanels(w, n0, n1 int) []directPanel {
+	if g.kern.fnDirect == nil || g.packer == nil || g.panelsM > maxDirectPanelsM {
+		return nil
+	}
+	d, ok := g.packer.(DirectB)
+	if !ok {
+		return nil
+	}
+	nr := g.kern.nr
+	panels := ceilDiv(n1-n0, nr)
+	if cap(g.direct[w]) < panels {
+		g.direct[w] = make([]directPanel, panels)
+	}
+	dp := g.direct[w][:panels]
+	for q := range dp {
+		j := n0 + q*nr
+		dp[q] = directPanel{}
+		if j+nr > n1 {
+			continue
+		}
+		if base, tab, ok := d.DirectPanel(nr, j); ok {
+			dp[q] = directPanel{base, tab}
+		}
+	}
+	return dp
 }
 
 // Work is a helper's share of the call (workers.Job).
@@ -573,4 +665,14 @@ func SgemmA(a *PackedA, transB bool, n int, alpha float32, b []float32, ldb int,
 func SgemmAPacked(a *PackedA, n int, alpha float32, b PackerB, beta float32, c []float32, ldc int) {
 	checkArgs(false, false, a.m, n, 0, len(a.a), a.lda, 0, max(n, 1), len(c), ldc)
 	multiply(false, false, a.m, n, a.k, alpha, a.a, a.lda, a, nil, n, b, beta, c, ldc)
+}
+
+// DirectWidth is the panel width of the active kernel when it can read B
+// in place (DirectB), else 0: a packer need only describe its panels for
+// a kernel that will use the description.
+func DirectWidth() int {
+	if active.fnDirect == nil {
+		return 0
+	}
+	return active.nr
 }

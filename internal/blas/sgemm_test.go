@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"sync/atomic"
 	"testing"
 
 	gblas "gonum.org/v1/gonum/blas"
@@ -353,6 +354,108 @@ func TestPackedAMatchesSgemm(t *testing.T) {
 				got = append(got[:0], c...)
 				SgemmA(stale, false, tc.n, tc.alpha, b, ldb, tc.beta, got, ldc)
 				check(t, tc, fmt.Sprintf("packed for the go kernel, GOMAXPROCS %d", procs), got, want)
+			}
+		}
+	})
+}
+
+// directPacker is a DirectB over a matrix whose entries with zero[i] set
+// read as zeros: its panels are read in place with those lanes masked,
+// except every third panel, which it asks to have packed. Its tables are
+// built ahead, so concurrent calls only read them.
+type directPacker struct {
+	matrixPacker
+	zero []bool
+	tabs map[int][]int32
+	used atomic.Int64 // panels handed out to be read in place
+}
+
+func newDirectPacker(b []float32, ld, k, n int, zero []bool) *directPacker {
+	p := &directPacker{matrixPacker: matrixPacker{b, ld}, zero: zero, tabs: map[int][]int32{}}
+	const nr, half = 32, 16
+	for n0 := 0; n0+nr <= n; n0 += nr {
+		t := make([]int32, 4*k)
+		for i := 0; i < k; i++ {
+			var mask uint32
+			for l := 0; l < nr; l++ {
+				if !zero[i*ld+n0+l] {
+					mask |= 1 << l
+				}
+			}
+			t[4*i], t[4*i+1], t[4*i+2] = int32(i*ld+n0), int32(i*ld+n0+half), int32(mask)
+		}
+		p.tabs[n0] = t
+	}
+	return p
+}
+
+func (p *directPacker) PackB(dst []float32, nr, k0, kc, n0, n1 int) {
+	p.matrixPacker.PackB(dst, nr, k0, kc, n0, n1)
+	for j := n0; j < n1; j++ {
+		q, r := (j-n0)/nr, (j-n0)%nr
+		for i := 0; i < kc; i++ {
+			if p.zero[(k0+i)*p.ld+j] {
+				dst[q*nr*kc+i*nr+r] = 0
+			}
+		}
+	}
+}
+
+func (p *directPacker) DirectPanel(nr, n0 int) ([]float32, []int32, bool) {
+	t, ok := p.tabs[n0]
+	if nr != 32 || !ok || (n0/nr)%3 == 2 {
+		return nil, nil, false
+	}
+	p.used.Add(1)
+	return p.b, t, true
+}
+
+// TestDirectBMatchesSgemm checks that panels read in place give the bits
+// of packed ones (Sgemm on the matrix with the masked entries zeroed),
+// with every kernel, pre-packed A or not, on one thread and two.
+func TestDirectBMatchesSgemm(t *testing.T) {
+	cases := []gemmCase{
+		{m: 8, n: 32, k: 1, alpha: 1},
+		{m: 7, n: 100, k: 37, pad: 2, alpha: -0.5, beta: 0.7},
+		{m: 16, n: 256, k: 288, alpha: 1},
+		{m: 29, n: 611, k: 601, pad: 5, alpha: 1, beta: 1},
+		{m: 67, n: 300, k: 70, alpha: 1}, // too many rows to read B in place
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	forEachKernel(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(13, 14))
+		for _, tc := range cases {
+			a, lda, b, ldb, c, ldc := tc.operands(rng)
+			zero := make([]bool, len(b))
+			zb := append([]float32(nil), b...)
+			for i := range zero {
+				if rng.IntN(5) == 0 {
+					zero[i], zb[i] = true, 0
+				}
+			}
+			want := append([]float32(nil), c...)
+			Sgemm(false, false, tc.m, tc.n, tc.k, tc.alpha, a, lda, zb, ldb, tc.beta, want, ldc)
+			pa := NewPackedA(tc.m, tc.k, a, lda)
+			for _, procs := range []int{1, 2} {
+				runtime.GOMAXPROCS(procs)
+				d := newDirectPacker(b, ldb, tc.k, tc.n, zero)
+				got := append([]float32(nil), c...)
+				SgemmPacked(tc.m, tc.n, tc.k, tc.alpha, a, lda, d, tc.beta, got, ldc)
+				for i := range want {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("%v, GOMAXPROCS %d: c[%d] is %v, Sgemm gives %v", tc, procs, i, got[i], want[i])
+					}
+				}
+				got = append(got[:0], c...)
+				SgemmAPacked(pa, tc.n, tc.alpha, d, tc.beta, got, ldc)
+				for i := range want {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("%v, packed A, GOMAXPROCS %d: c[%d] is %v, Sgemm gives %v", tc, procs, i, got[i], want[i])
+					}
+				}
+				if active.fnDirect != nil && ceilDiv(tc.m, active.mr) <= maxDirectPanelsM && d.used.Load() == 0 {
+					t.Fatalf("%v: no panel was read in place", tc)
+				}
 			}
 		}
 	})

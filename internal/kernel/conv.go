@@ -256,8 +256,7 @@ func conv2dImplicit(dst, x, weight []float32, packed *blas.PackedA, bias []float
 	hw := s.OutH() * s.OutW()
 	k := s.ColRows()
 	ncols := s.N * hw
-	p := convPackers.get()
-	*p = convPacker{x: x[:s.N*s.C*s.H*s.W], s: s}
+	p := newConvPacker(x[:s.N*s.C*s.H*s.W], s)
 	if s.N == 1 {
 		convGEMM(dst, weight, packed, s.OutC, ncols, k, nil, p)
 		addBiasNCHW(dst, bias, 1, s.OutC, hw)
@@ -266,7 +265,7 @@ func conv2dImplicit(dst, x, weight []float32, packed *blas.PackedA, bias []float
 		convGEMM(out, weight, packed, s.OutC, ncols, k, nil, p)
 		reorderNCHW(dst, out, bias, s.N, s.OutC, hw)
 	}
-	convPackers.put(p)
+	p.release()
 }
 
 // reorderNCHW moves a batched GEMM result out [C, N, HW] to dst [N, C, HW],

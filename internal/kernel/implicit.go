@@ -1,6 +1,11 @@
 package kernel
 
-import "math/bits"
+import (
+	"math/bits"
+
+	"github.com/ldm-go/ldm/internal/blas"
+	"github.com/ldm-go/ldm/internal/workers"
+)
 
 // Implicit-GEMM convolution: for stride-1 convolutions whose output has the
 // input's size (3x3 with padding 1, 1x1 without padding, and any other
@@ -21,12 +26,145 @@ func isSameStride1(s ConvShape) bool {
 // convPacker is the B operand (the column matrix) of the convolution of x
 // with shape s, packed on demand (blas.PackerB). Row (c, i, j) and column
 // (n, pixel) hold x[n, c] at the pixel moved by (i-PadT, j-PadL).
+//
+// It is also a blas.DirectB: when the planes hold a whole number of
+// 16-pixel runs, every full 32-column panel is two runs of plane pixels per
+// row, and the kernel reads them where they lie. Which lanes a run reads
+// and where depends only on the panel's pixel offset in its plane, so
+// there is one table per offset, built before the multiply (prepare).
 type convPacker struct {
 	x []float32
 	s ConvShape
+	// tabs holds the tables one after another; tab[o] is the one for
+	// panels starting at pixel 16*o, nil where none starts.
+	tabs []int32
+	tab  [][]int32
+	used []bool
 }
 
-var convPackers freeList[convPacker]
+// convPackers keeps packers with their tables' memory; get one with
+// newConvPacker and return it with release.
+var convPackers workers.FreeList[convPacker]
+
+func newConvPacker(x []float32, s ConvShape) *convPacker {
+	p := convPackers.Get()
+	p.x, p.s = x, s
+	p.prepare()
+	return p
+}
+
+func (p *convPacker) release() {
+	p.x = nil
+	convPackers.Put(p)
+}
+
+// directRun is the number of columns in each half of a panel read in place.
+const directRun = 16
+
+// useDirect lets the kernel read panels in place; tests turn it off to
+// compare with packed panels.
+var useDirect = true
+
+// prepare builds the tables of the panels the kernel will read in place,
+// when it can: the active kernel reads in place, with panels of two runs of
+// directRun, and every plane is a whole number of runs.
+func (p *convPacker) prepare() {
+	s := p.s
+	hw := s.H * s.W
+	p.tab = p.tab[:0]
+	if !useDirect || blas.DirectWidth() != 2*directRun || hw%directRun != 0 || s.KH*s.KW > maxPackTaps {
+		return
+	}
+	k := s.ColRows()
+	runs := hw / directRun
+	if cap(p.used) < runs {
+		p.used = make([]bool, runs)
+	}
+	used := p.used[:runs]
+	clear(used)
+	// Panel starts repeat their pixel offsets after lcm(hw, 32) columns,
+	// at most 2*hw.
+	for n0 := 0; n0+2*directRun <= s.N*hw && n0 < 2*hw; n0 += 2 * directRun {
+		used[(n0%hw)/directRun] = true
+	}
+	count := 0
+	for _, u := range used {
+		if u {
+			count++
+		}
+	}
+	if cap(p.tabs) < count*4*k {
+		p.tabs = make([]int32, count*4*k)
+	}
+	tabs := p.tabs[:count*4*k]
+	for o, u := range used {
+		if !u {
+			p.tab = append(p.tab, nil)
+			continue
+		}
+		t := tabs[:4*k]
+		tabs = tabs[4*k:]
+		p.fillTable(t, o*directRun)
+		p.tab = append(p.tab, t)
+	}
+}
+
+// fillTable writes the table of a panel whose first column is pixel pix of
+// an image: its second run is the next 16 pixels, of the next image when
+// the plane ends.
+func (p *convPacker) fillTable(t []int32, pix int) {
+	s := p.s
+	h, w := s.H, s.W
+	hw := h * w
+	taps := s.KH * s.KW
+	var off [2][maxPackTaps]int32
+	var mask [2][maxPackTaps]uint32
+	for half := 0; half < 2; half++ {
+		start, img := pix+half*directRun, 0
+		if start >= hw {
+			start, img = start-hw, s.C*hw
+		}
+		for i := 0; i < s.KH; i++ {
+			for j := 0; j < s.KW; j++ {
+				tap := i*s.KW + j
+				off[half][tap] = int32(img + start + (i-s.PadT)*w + (j - s.PadL))
+				var m uint32
+				for l := 0; l < directRun; l++ {
+					q := start + l
+					y, x := q/w+i-s.PadT, q%w+j-s.PadL
+					if y >= 0 && y < h && x >= 0 && x < w {
+						m |= 1 << l
+					}
+				}
+				mask[half][tap] = m
+			}
+		}
+	}
+	r := 0
+	for c := 0; c < s.C; c++ {
+		co := int32(c * hw)
+		for tap := 0; tap < taps; tap++ {
+			e := t[4*r : 4*r+4]
+			e[0], e[1] = off[0][tap]+co, off[1][tap]+co
+			e[2], e[3] = int32(mask[0][tap]|mask[1][tap]<<directRun), 0
+			r++
+		}
+	}
+}
+
+// DirectPanel implements blas.DirectB.
+func (p *convPacker) DirectPanel(nr, n0 int) ([]float32, []int32, bool) {
+	hw := p.s.H * p.s.W
+	if nr != 2*directRun || len(p.tab) == 0 || n0%nr != 0 {
+		return nil, nil, false
+	}
+	t := p.tab[(n0%hw)/directRun]
+	if t == nil {
+		return nil, nil, false
+	}
+	n := n0 / hw
+	return p.x[n*p.s.C*hw:], t, true
+}
 
 // useMaskedPack selects the AVX-512 packing of runs of up to 32 columns;
 // tests turn it off to check the portable loop.

@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/ldm-go/ldm/internal/blas"
 )
 
 // TestConvPackerMatchesIm2col checks the packed panels convPacker builds
@@ -70,6 +72,74 @@ func checkConvPacker(t *testing.T) {
 						}
 					}
 				}
+			}
+		}
+	}
+}
+
+// TestConvPackerDirectPanels checks the tables of the panels the GEMM
+// reads in place against the column matrix: every lane a table reads holds
+// the column entry, every lane it masks is a zero of the padding; and that
+// a convolution gives the same bits with panels read in place or packed.
+func TestConvPackerDirectPanels(t *testing.T) {
+	if blas.DirectWidth() != 2*directRun {
+		t.Skip("the active GEMM kernel does not read panels in place")
+	}
+	r := rand.New(rand.NewPCG(13, 14))
+	shapes := []ConvShape{
+		{N: 3, C: 4, H: 8, W: 8, KH: 3, KW: 3, PadT: 1, PadL: 1, PadB: 1, PadR: 1},
+		{N: 5, C: 3, H: 4, W: 4, KH: 3, KW: 3, PadT: 1, PadL: 1, PadB: 1, PadR: 1},
+		{N: 2, C: 2, H: 32, W: 32, KH: 3, KW: 3, PadT: 1, PadL: 1, PadB: 1, PadR: 1},
+		{N: 3, C: 2, H: 6, W: 8, KH: 3, KW: 3, PadT: 1, PadL: 1, PadB: 1, PadR: 1}, // 48 pixels: runs straddle panels
+		{N: 2, C: 3, H: 4, W: 8, KH: 2, KW: 2, PadT: 1, PadL: 0, PadB: 0, PadR: 1}, // a sub-pixel phase
+		{N: 3, C: 5, H: 4, W: 8, KH: 1, KW: 1},
+		{N: 2, C: 2, H: 5, W: 5, KH: 3, KW: 3, PadT: 1, PadL: 1, PadB: 1, PadR: 1}, // 25 pixels: never in place
+	}
+	for _, s := range shapes {
+		s.OutC, s.Stride = 6, 1
+		k, ncols := s.ColRows(), s.ColCols()
+		x := randNormal(r, s.N*s.C*s.H*s.W)
+		cols := make([]float32, k*ncols)
+		im2colGeneric(cols, x, s)
+		p := newConvPacker(x, s)
+		inPlace := 0
+		for n0 := 0; n0+32 <= ncols; n0 += 32 {
+			base, tab, ok := p.DirectPanel(32, n0)
+			if !ok {
+				continue
+			}
+			inPlace++
+			for row := 0; row < k; row++ {
+				mask := uint32(tab[4*row+2])
+				for l := 0; l < 32; l++ {
+					want := cols[row*ncols+n0+l]
+					off := int(tab[4*row+l/16]) + l%16
+					if mask&(1<<l) == 0 {
+						if want != 0 {
+							t.Fatalf("%+v, panel %d, row %d, lane %d: masked, im2col holds %v", s, n0, row, l, want)
+						}
+						continue
+					}
+					if off < 0 || off >= len(base) || base[off] != want {
+						t.Fatalf("%+v, panel %d, row %d, lane %d: reads offset %d, im2col holds %v", s, n0, row, l, off, want)
+					}
+				}
+			}
+		}
+		p.release()
+		if hw := s.H * s.W; (hw%16 == 0) != (inPlace > 0) {
+			t.Fatalf("%+v: %d panels read in place", s, inPlace)
+		}
+		w := randNormal(r, s.OutC*k)
+		direct := make([]float32, s.N*s.OutC*s.H*s.W)
+		Conv2d(direct, x, w, nil, nil, s, make([]float32, ConvWork(s)))
+		useDirect = false
+		packed := make([]float32, len(direct))
+		Conv2d(packed, x, w, nil, nil, s, make([]float32, ConvWork(s)))
+		useDirect = true
+		for i := range packed {
+			if math.Float32bits(direct[i]) != math.Float32bits(packed[i]) {
+				t.Fatalf("%+v: output %d is %v read in place, %v packed", s, i, direct[i], packed[i])
 			}
 		}
 	}

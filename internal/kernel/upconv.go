@@ -98,14 +98,13 @@ func UpsampleConv3x3(dst, x, weight []float32, phases *UpsamplePhases, bias []fl
 		res := work[:4*s.OutC*nc]
 		xc := x[n0*in:][:n*in]
 		for p := 0; p < 4; p++ {
-			pk := convPackers.get()
-			*pk = convPacker{x: xc, s: phaseShape(s, n, p>>1, p&1)}
+			pk := newConvPacker(xc, phaseShape(s, n, p>>1, p&1))
 			var packed *blas.PackedA
 			if phases != nil {
 				packed = phases.packed[p]
 			}
 			convGEMM(res[p*s.OutC*nc:][:s.OutC*nc], pw[p*s.OutC*k:][:s.OutC*k], packed, s.OutC, nc, k, nil, pk)
-			convPackers.put(pk)
+			pk.release()
 		}
 		t := interleaveTasks.get()
 		*t = interleaveTask{dst: dst[n0*out:][:n*out], res: res, bias: bias, n: n, c: s.OutC, h: s.H, w: s.W}
