@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sync"
 
 	"gorgonia.org/tensor"
 
@@ -187,11 +188,18 @@ func (v *AutoencoderKL) Moments(x *nn.Tensor) (*nn.Tensor, error) {
 	if err := checkImage(v.Config, x); err != nil {
 		return nil, err
 	}
-	h := v.Encoder.Forward(x)
+	ws := workspaces.Get().(*nn.Workspace)
+	defer workspaces.Put(ws)
+	h := v.Encoder.ForwardWS(ws, x)
 	if v.QuantConv != nil {
-		h = v.QuantConv.Forward(h)
+		q := v.QuantConv.ForwardWS(ws, h)
+		ws.ReleaseTensor(h)
+		h = q
 	}
-	return h, nil
+	out := nn.NewTensor(h.N, h.C, h.H, h.W)
+	copy(out.Data, h.Data)
+	ws.ReleaseTensor(h)
+	return out, nil
 }
 
 // EncodeTensor returns the posterior for images x [N, in_channels, H, W].
@@ -225,11 +233,27 @@ func (v *AutoencoderKL) DecodeTensor(z *nn.Tensor) (*nn.Tensor, error) {
 	if z.C != v.Config.LatentChannels || z.N <= 0 || z.H <= 0 || z.W <= 0 {
 		return nil, fmt.Errorf("vae: latents must be [N, %d, h, w], got [%d, %d, %d, %d]", v.Config.LatentChannels, z.N, z.C, z.H, z.W)
 	}
+	ws := workspaces.Get().(*nn.Workspace)
+	defer workspaces.Put(ws)
+	h := z
 	if v.PostQuantConv != nil {
-		z = v.PostQuantConv.Forward(z)
+		h = v.PostQuantConv.ForwardWS(ws, z)
 	}
-	return v.Decoder.Forward(z), nil
+	y := v.Decoder.ForwardWS(ws, h)
+	if h != z {
+		ws.ReleaseTensor(h)
+	}
+	// The caller keeps the images; the workspace keeps its buffers.
+	out := nn.NewTensor(y.N, y.C, y.H, y.W)
+	copy(out.Data, y.Data)
+	ws.ReleaseTensor(y)
+	return out, nil
 }
+
+// workspaces recycles the coders' activations from call to call (one
+// workspace per concurrent call): without them every encode and decode
+// allocates, and clears, every activation of the batch afresh.
+var workspaces = sync.Pool{New: func() any { return nn.NewWorkspace() }}
 
 // Encode returns the posterior for images x [N, in_channels, H, W].
 func (v *AutoencoderKL) Encode(x *tensor.Dense) (*Posterior, error) {
