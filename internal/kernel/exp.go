@@ -27,8 +27,7 @@ const (
 //
 // Every product is converted explicitly, which forbids the compiler to fuse
 // it with the following add: the result is then the same bits on every
-// architecture, and the same as the vector SiLU kernels (silu_amd64.s),
-// which repeat these operations in this order.
+// architecture.
 func exp64(x float64) float64 {
 	switch {
 	case x > expMax:
@@ -49,11 +48,4 @@ func exp64(x float64) float64 {
 	q = float64(r * (1 + q))
 	p := 1 + q
 	return p * math.Float64frombits(uint64(int64(k)+1023)<<52)
-}
-
-// expConsts are exp64's constants in the order silu_amd64.s reads them.
-var expConsts = [...]float64{
-	expMin, expMax, log2e, roundMagic, ln2Hi, ln2Lo,
-	1.0 / 5040, 1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6, 1.0 / 2, 1,
-	math.Inf(1), math.Float64frombits(1023), math.Copysign(0, -1),
 }
