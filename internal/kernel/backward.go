@@ -114,20 +114,22 @@ func Conv2dBackward(dx, dw, db, dy, x, weight []float32, s ConvShape, work []flo
 		}
 		// dw^T [K, OutC] += cols [K, nc] dyt [nc, OutC]: both operands are
 		// read row by row, which is what makes the GEMM fast.
-		Im2col(cols[:k*nc], x[n0*in:][:cs.N*in], cs)
 		beta := float32(1)
 		if n0 == 0 {
 			beta = 0
 		}
+		Im2col(cols[:k*nc], x[n0*in:][:cs.N*in], cs)
 		blas.Sgemm(false, false, k, s.OutC, nc, 1, cols, nc, dyt, s.OutC, beta, dwt, s.OutC)
 		if dx == nil {
 			continue
 		}
 		if flipped {
-			// dx [C, nc] = wt [C, OutC*9] im2col(dy) [OutC*9, nc].
+			// dx [C, nc] = wt [C, OutC*9] im2col(dy) [OutC*9, nc], the
+			// column matrix packed as the GEMM goes (implicit.go).
 			ts.N = cs.N
-			Im2col(cols[:s.OutC*9*nc], dyc, ts)
-			blas.Sgemm(false, false, s.C, nc, s.OutC*9, 1, wt, s.OutC*9, cols, nc, 0, dxc, nc)
+			p := newConvPacker(dyc, ts)
+			blas.SgemmPacked(s.C, nc, s.OutC*9, 1, wt, s.OutC*9, p, 0, dxc, nc)
+			p.release()
 			AddFromChannelMajor(dx[n0*in:][:cs.N*in], dxc[:s.C*nc], cs.N, s.C, hw)
 			continue
 		}
