@@ -9,6 +9,8 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/ldm-go/ldm/internal/dataset"
+	"github.com/ldm-go/ldm/internal/kernel"
+	"github.com/ldm-go/ldm/internal/workers"
 	"github.com/ldm-go/ldm/nn"
 	"github.com/ldm-go/ldm/scheduler"
 	"github.com/ldm-go/ldm/unet"
@@ -43,8 +45,35 @@ type Trainer struct {
 	Data    *Latents
 	sampler *dataset.Sampler
 	micro   int
-	// tape is reused from step to step, so its memory is too.
-	tape *nn.Tape
+	// parts are the pieces a batch is split into, part 0 on t.UNet itself;
+	// each keeps its tape (and so its memory) from step to step.
+	parts []*trainPart
+}
+
+// A batch of at least 2*minPartImages images is split into trainParts
+// parts, whose forward and backward passes run at the same time on their
+// own copies of the model (sharing its weights, each with its own
+// gradients), the kernels of each on one core: at 8x8 latents a batch's
+// kernels alone cannot keep two cores busy. The split depends on the batch
+// size alone, and the parts' gradients are added in part order, so the
+// weights a seed gives never depend on the thread count.
+var trainParts = 2
+
+const minPartImages = 4
+
+// trainPart is one part of a training batch: images [lo, hi).
+type trainPart struct {
+	t      *Trainer
+	model  *unet.Model
+	tape   *nn.Tape
+	lo, hi int
+	// The batch, filled by Step.
+	xt, target *nn.Tensor
+	ts         []float64
+	ts32       []float32
+	labels     []int
+	loss       float64
+	err        error
 }
 
 // Latents is the training set in the UNet's input space: either pixel
@@ -231,7 +260,6 @@ func (t *Trainer) Step() (StepStats, error) {
 	b := t.Opts.BatchSize
 	per := d.C * d.H * d.W
 	T := t.Noise.Config().NumTrainTimesteps
-	ac := t.Noise.AlphasCumprod()
 	pred := t.Noise.Config().PredictionType
 	for {
 		rng := nn.NewRNG(t.Opts.Seed, stepStream+uint64(t.micro))
@@ -296,16 +324,10 @@ func (t *Trainer) Step() (StepStats, error) {
 		default:
 			return st, fmt.Errorf("diffusion: prediction_type %q is not supported", pred)
 		}
-		t.tape = nn.ReuseTape(t.tape)
-		tp := t.tape
-		tp.Constant(xt)
-		out, err := t.UNet.ForwardTape(tp, xt, ts32, labels)
+		loss, err := t.backward(xt, target, ts, ts32, labels)
 		if err != nil {
 			return st, err
 		}
-		loss, g := weightedMSE(out, target, ts, ac, pred, t.Opts.MinSNRGamma, t.Opt.LossScale())
-		tp.AddGrad(out, g)
-		tp.Backward()
 		t.micro++
 		if err := t.Opt.CheckLoss(loss); err != nil {
 			return st, err
@@ -322,16 +344,119 @@ func (t *Trainer) Step() (StepStats, error) {
 	}
 }
 
-// weightedMSE is the mean over images of w_i * mean((out_i - target_i)^2)
-// and its gradient times scale, where w_i is 1, or the min-SNR-gamma
-// weight of image i's timestep: min(snr, gamma) divided by snr (epsilon),
-// by snr + 1 (v_prediction), or by 1 (sample).
-func weightedMSE(out, target *nn.Tensor, ts []float64, ac []float32, pred string, gamma float64, scale float32) (float64, []float32) {
-	b := out.N
-	per := len(out.Data) / b
+// backward runs the forward and backward passes of one micro-batch, split
+// into parts, leaving the gradients in the UNet's parameters, and returns
+// the loss.
+func (t *Trainer) backward(xt, target *nn.Tensor, ts []float64, ts32 []float32, labels []int) (float64, error) {
+	b := xt.N
+	n := 1
+	if b >= 2*minPartImages {
+		n = min(trainParts, b/minPartImages)
+	}
+	if err := t.setParts(n, b); err != nil {
+		return 0, err
+	}
+	per := xt.C * xt.H * xt.W
+	for _, p := range t.parts {
+		p.xt = &nn.Tensor{Data: xt.Data[p.lo*per : p.hi*per], N: p.hi - p.lo, C: xt.C, H: xt.H, W: xt.W}
+		p.target = &nn.Tensor{Data: target.Data[p.lo*per : p.hi*per], N: p.hi - p.lo, C: xt.C, H: xt.H, W: xt.W}
+		p.ts, p.ts32 = ts[p.lo:p.hi], ts32[p.lo:p.hi]
+		p.labels = nil
+		if labels != nil {
+			p.labels = labels[p.lo:p.hi]
+		}
+	}
+	if n > 1 && workers.Procs() > 1 {
+		// The parts take the cores: their kernels run on one thread each.
+		workers.Reserve(n - 1)
+		started := make([]*workers.Started, n)
+		for k := 1; k < n; k++ {
+			started[k] = workers.Start(t.parts[k], n-1)
+		}
+		t.parts[0].RunPart()
+		for k := 1; k < n; k++ {
+			started[k].Wait()
+		}
+		workers.Unreserve(n - 1)
+	} else {
+		for _, p := range t.parts {
+			p.RunPart()
+		}
+	}
+	var loss float64
+	for _, p := range t.parts {
+		if p.err != nil {
+			return 0, p.err
+		}
+		loss += p.loss
+	}
+	// The other parts' gradients join part 0's, in part order.
+	list := t.UNet.Params.List()
+	for _, p := range t.parts[1:] {
+		for i, q := range p.model.Params.List() {
+			if q.Grad == nil {
+				continue
+			}
+			kernel.AddInto(list[i].EnsureGrad(), q.Grad)
+			clear(q.Grad)
+		}
+	}
+	return loss, nil
+}
+
+// setParts lays out n parts of a batch of b images, making the model
+// copies the first time: they share the UNet's weights and have their own
+// gradients.
+func (t *Trainer) setParts(n, b int) error {
+	for len(t.parts) < n {
+		m := t.UNet
+		if len(t.parts) > 0 {
+			var err error
+			if m, err = unet.New(t.UNet.Config); err != nil {
+				return err
+			}
+			for i, p := range m.Params.List() {
+				p.Data = t.UNet.Params.List()[i].Data
+			}
+		}
+		t.parts = append(t.parts, &trainPart{t: t, model: m})
+	}
+	for k, p := range t.parts[:n] {
+		p.lo, p.hi = k*b/n, (k+1)*b/n
+	}
+	t.parts = t.parts[:n:n]
+	return nil
+}
+
+// RunPart runs the part's forward and backward passes (workers.Part): the
+// loss and its gradient are those of the whole batch's mean, restricted to
+// the part's images.
+func (p *trainPart) RunPart() {
+	t := p.t
+	p.tape = nn.ReuseTape(p.tape)
+	tp := p.tape
+	tp.Constant(p.xt)
+	out, err := p.model.ForwardTape(tp, p.xt, p.ts32, p.labels)
+	if err != nil {
+		p.err = err
+		return
+	}
+	loss, g := weightedMSE(out, p.target, p.ts, t.Noise.AlphasCumprod(), t.Noise.Config().PredictionType, t.Opts.MinSNRGamma, t.Opt.LossScale(), t.Opts.BatchSize)
+	tp.AddGrad(out, g)
+	tp.Backward()
+	p.loss, p.err = loss, nil
+}
+
+// weightedMSE is the sum over images of w_i * mean((out_i - target_i)^2),
+// divided by the batch size b (out may be part of the batch), and its
+// gradient times scale, where w_i is 1, or the min-SNR-gamma weight of
+// image i's timestep: min(snr, gamma) divided by snr (epsilon), by snr + 1
+// (v_prediction), or by 1 (sample).
+func weightedMSE(out, target *nn.Tensor, ts []float64, ac []float32, pred string, gamma float64, scale float32, b int) (float64, []float32) {
+	per := len(out.Data) / out.N
 	g := make([]float32, len(out.Data))
 	var loss float64
-	for i := 0; i < b; i++ {
+	for i := 0; i < out.N; i++ {
 		w := 1.0
 		if gamma > 0 {
 			a := float64(ac[int(ts[i])])

@@ -100,12 +100,21 @@ func same(a, b []float32) bool {
 	return len(a) == len(b)
 }
 
+// TestTrainerResumeAndThreadsBitIdentical trains with batches of 4 (one
+// part) and 8 (two parts run at the same time): stopping and resuming, or
+// one thread instead of two, must give the same weights bit for bit.
 func TestTrainerResumeAndThreadsBitIdentical(t *testing.T) {
 	data := tinyLatents(t)
-	for _, pred := range []string{"epsilon", "v_prediction", "sample"} {
+	for _, c := range []struct {
+		pred  string
+		batch int
+	}{{"epsilon", 4}, {"v_prediction", 4}, {"sample", 4}, {"epsilon", 8}, {"v_prediction", 8}} {
+		pred := c.pred
+		o := opts()
+		o.BatchSize = c.batch
 		train := func(stopAt int, dir string, resume bool) *unet.Model {
 			m := tinyUNet(t)
-			tr, err := NewTrainer(m, noiseSchedule(t, pred), data, opts())
+			tr, err := NewTrainer(m, noiseSchedule(t, pred), data, o)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -130,14 +139,73 @@ func TestTrainerResumeAndThreadsBitIdentical(t *testing.T) {
 		dir := t.TempDir()
 		train(3, dir, false)
 		if !same(full, params(train(6, dir, true))) {
-			t.Errorf("%s: resumed run differs from the uninterrupted one", pred)
+			t.Errorf("%s, batch %d: resumed run differs from the uninterrupted one", pred, c.batch)
 		}
 		prev := runtime.GOMAXPROCS(1)
 		one := params(train(6, "", false))
+		runtime.GOMAXPROCS(2)
+		two := params(train(6, "", false))
 		runtime.GOMAXPROCS(prev)
-		if !same(full, one) {
-			t.Errorf("%s: one thread gives other weights", pred)
+		if !same(full, one) || !same(full, two) {
+			t.Errorf("%s, batch %d: one or two threads give other weights", pred, c.batch)
 		}
+	}
+}
+
+// TestPartsGiveTheBatchGradient checks that splitting a batch into parts
+// computes the gradient of the whole batch's loss: the same loss and
+// gradients as one part, to float32 rounding.
+func TestPartsGiveTheBatchGradient(t *testing.T) {
+	data := tinyLatents(t)
+	const b = 8
+	r := nn.NewRNG(21, 22)
+	xt, target := nn.NewTensor(b, 2, 4, 4), nn.NewTensor(b, 2, 4, 4)
+	r.FillNormal(xt.Data)
+	r.FillNormal(target.Data)
+	ts, ts32, labels := make([]float64, b), make([]float32, b), make([]int, b)
+	for i := range ts {
+		ts[i] = float64(100 * i)
+		ts32[i] = float32(ts[i])
+		labels[i] = i % 4
+	}
+	grads := func(parts int) (float64, []float32) {
+		defer func(saved int) { trainParts = saved }(trainParts)
+		trainParts = parts
+		m := tinyUNet(t)
+		o := opts()
+		o.BatchSize = b
+		tr, err := NewTrainer(m, noiseScheduleB(t), data, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		loss, err := tr.backward(xt, target, ts, ts32, labels)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(tr.parts) != parts {
+			t.Fatalf("%d parts, want %d", len(tr.parts), parts)
+		}
+		var g []float32
+		for _, p := range m.Params.List() {
+			g = append(g, p.Grad...)
+		}
+		return loss, g
+	}
+	l1, one := grads(1)
+	l2, two := grads(2)
+	if len(one) != len(two) || len(one) == 0 {
+		t.Fatalf("%d and %d gradient values", len(one), len(two))
+	}
+	if math.Abs(l1-l2) > 1e-12*math.Abs(l1) {
+		t.Errorf("loss %v with two parts, %v with one", l2, l1)
+	}
+	var worst, scale float64
+	for i := range one {
+		worst = math.Max(worst, math.Abs(float64(one[i]-two[i])))
+		scale = math.Max(scale, math.Abs(float64(one[i])))
+	}
+	if scale == 0 || worst > 1e-5*scale {
+		t.Errorf("gradients differ by %.3g (largest gradient %.3g)", worst, scale)
 	}
 }
 
@@ -174,7 +242,7 @@ func TestWeightedMSEMinSNR(t *testing.T) {
 	tgt := &nn.Tensor{Data: []float32{0, 0, 0, 0}, N: 2, C: 1, H: 1, W: 2}
 	ac := []float32{0.9, 0.5}
 	// snr = 9 and 1; gamma 5: weights min(9,5)/9 and min(1,5)/1 for epsilon.
-	loss, g := weightedMSE(out, tgt, []float64{0, 1}, ac, "epsilon", 5, 1)
+	loss, g := weightedMSE(out, tgt, []float64{0, 1}, ac, "epsilon", 5, 1, 2)
 	w0 := 5.0 / (float64(float32(0.9)) / (1 - float64(float32(0.9))))
 	want := (w0*1 + 1*9) / 2
 	if math.Abs(loss-want) > 1e-9 {
