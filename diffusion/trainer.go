@@ -9,7 +9,6 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/ldm-go/ldm/internal/dataset"
-	"github.com/ldm-go/ldm/internal/kernel"
 	"github.com/ldm-go/ldm/internal/workers"
 	"github.com/ldm-go/ldm/nn"
 	"github.com/ldm-go/ldm/scheduler"
@@ -45,21 +44,11 @@ type Trainer struct {
 	Data    *Latents
 	sampler *dataset.Sampler
 	micro   int
-	// parts are the pieces a batch is split into, part 0 on t.UNet itself;
-	// each keeps its tape (and so its memory) from step to step.
+	// parts are the pieces a batch is split into (nn.BatchParts), part 0
+	// on t.UNet itself; each keeps its tape (and so its memory) from step
+	// to step.
 	parts []*trainPart
 }
-
-// A batch of at least 2*minPartImages images is split into trainParts
-// parts, whose forward and backward passes run at the same time on their
-// own copies of the model (sharing its weights, each with its own
-// gradients), the kernels of each on one core: at 8x8 latents a batch's
-// kernels alone cannot keep two cores busy. The split depends on the batch
-// size alone, and the parts' gradients are added in part order, so the
-// weights a seed gives never depend on the thread count.
-var trainParts = 2
-
-const minPartImages = 4
 
 // trainPart is one part of a training batch: images [lo, hi).
 type trainPart struct {
@@ -349,10 +338,7 @@ func (t *Trainer) Step() (StepStats, error) {
 // the loss.
 func (t *Trainer) backward(xt, target *nn.Tensor, ts []float64, ts32 []float32, labels []int) (float64, error) {
 	b := xt.N
-	n := 1
-	if b >= 2*minPartImages {
-		n = min(trainParts, b/minPartImages)
-	}
+	n := nn.BatchParts(b)
 	if err := t.setParts(n, b); err != nil {
 		return 0, err
 	}
@@ -366,23 +352,11 @@ func (t *Trainer) backward(xt, target *nn.Tensor, ts []float64, ts32 []float32, 
 			p.labels = labels[p.lo:p.hi]
 		}
 	}
-	if n > 1 && workers.Procs() > 1 {
-		// The parts take the cores: their kernels run on one thread each.
-		workers.Reserve(n - 1)
-		started := make([]*workers.Started, n)
-		for k := 1; k < n; k++ {
-			started[k] = workers.Start(t.parts[k], n-1)
-		}
-		t.parts[0].RunPart()
-		for k := 1; k < n; k++ {
-			started[k].Wait()
-		}
-		workers.Unreserve(n - 1)
-	} else {
-		for _, p := range t.parts {
-			p.RunPart()
-		}
+	var run [8]workers.Part
+	for k, p := range t.parts {
+		run[k] = p
 	}
+	nn.RunParts(run[:n])
 	var loss float64
 	for _, p := range t.parts {
 		if p.err != nil {
@@ -391,15 +365,8 @@ func (t *Trainer) backward(xt, target *nn.Tensor, ts []float64, ts32 []float32, 
 		loss += p.loss
 	}
 	// The other parts' gradients join part 0's, in part order.
-	list := t.UNet.Params.List()
 	for _, p := range t.parts[1:] {
-		for i, q := range p.model.Params.List() {
-			if q.Grad == nil {
-				continue
-			}
-			kernel.AddInto(list[i].EnsureGrad(), q.Grad)
-			clear(q.Grad)
-		}
+		t.UNet.Params.AddGradsFrom(p.model.Params)
 	}
 	return loss, nil
 }
@@ -415,14 +382,12 @@ func (t *Trainer) setParts(n, b int) error {
 			if m, err = unet.New(t.UNet.Config); err != nil {
 				return err
 			}
-			for i, p := range m.Params.List() {
-				p.Data = t.UNet.Params.List()[i].Data
-			}
+			m.Params.ShareData(t.UNet.Params)
 		}
 		t.parts = append(t.parts, &trainPart{t: t, model: m})
 	}
 	for k, p := range t.parts[:n] {
-		p.lo, p.hi = k*b/n, (k+1)*b/n
+		p.lo, p.hi = nn.PartBounds(b, n, k)
 	}
 	t.parts = t.parts[:n:n]
 	return nil

@@ -169,8 +169,8 @@ func TestPartsGiveTheBatchGradient(t *testing.T) {
 		labels[i] = i % 4
 	}
 	grads := func(parts int) (float64, []float32) {
-		defer func(saved int) { trainParts = saved }(trainParts)
-		trainParts = parts
+		defer func(saved int) { nn.TrainParts = saved }(nn.TrainParts)
+		nn.TrainParts = parts
 		m := tinyUNet(t)
 		o := opts()
 		o.BatchSize = b

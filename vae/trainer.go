@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/ldm-go/ldm/internal/dataset"
+	"github.com/ldm-go/ldm/internal/workers"
 	"github.com/ldm-go/ldm/nn"
 )
 
@@ -36,8 +37,22 @@ type Trainer struct {
 	Opts    TrainOptions
 	sampler *dataset.Sampler
 	micro   int // micro-batches done
-	// tape is reused from step to step, so its memory is too.
-	tape *nn.Tape
+	// parts are the pieces a batch is split into (nn.BatchParts), part 0
+	// on Model itself; each keeps its tape (and so its memory) from step
+	// to step.
+	parts []*trainPart
+}
+
+// trainPart is one part of a training batch: images [lo, hi).
+type trainPart struct {
+	t       *Trainer
+	model   *AutoencoderKL
+	tape    *nn.Tape
+	lo, hi  int
+	x       *nn.Tensor
+	eps     []float32
+	rec, kl float64
+	err     error
 }
 
 // stepStream offsets the per-micro-batch streams from other uses of the seed.
@@ -80,39 +95,20 @@ func (t *Trainer) Step() (StepStats, error) {
 	c, h, w := t.sampler.Data.Shape()
 	b := t.Opts.BatchSize
 	var st StepStats
+	f := t.Model.Config.DownsampleFactor()
+	lper := t.Model.Config.LatentChannels * (h / f) * (w / f)
 	for {
 		rng := nn.NewRNG(t.Opts.Seed, stepStream+uint64(t.micro))
 		x := nn.NewTensor(b, c, h, w)
 		t.sampler.Batch(x.Data, nil, t.micro*b, b, rng)
-		t.tape = nn.ReuseTape(t.tape)
-		tp := t.tape
-		tp.Constant(x)
-		post, err := t.Model.EncodeTape(tp, x)
-		if err != nil {
-			return st, err
-		}
-		eps := make([]float32, len(post.Mean.Data))
+		eps := make([]float32, b*lper)
 		rng.FillNormal(eps)
-		z := post.SampleTape(tp, eps)
-		recon, err := t.Model.DecodeTape(tp, z)
+		rec, kl, err := t.backward(x, eps, lper)
 		if err != nil {
 			return st, err
 		}
-		var rec float64
-		var g []float32
-		if t.Opts.Loss == "l1" {
-			rec, g = nn.L1Loss(recon, x)
-		} else {
-			rec, g = nn.MSELoss(recon, x)
-		}
-		scale := t.Opt.LossScale()
-		for i := range g {
-			g[i] *= scale
-		}
-		tp.AddGrad(recon, g)
-		kl := post.KLLoss(tp, t.Opts.KLWeight*float64(scale))
-		tp.Backward()
 		t.micro++
+		scale := t.Opt.LossScale()
 		loss := rec + t.Opts.KLWeight*kl
 		if err := t.Opt.CheckLoss(loss); err != nil {
 			return st, err
@@ -129,6 +125,86 @@ func (t *Trainer) Step() (StepStats, error) {
 			return st, nil
 		}
 	}
+}
+
+// backward runs the forward and backward passes of one micro-batch x with
+// the reparameterisation noise eps, split into parts, leaving the
+// gradients in the model's parameters; it returns the batch's
+// reconstruction loss and mean KL.
+func (t *Trainer) backward(x *nn.Tensor, eps []float32, lper int) (rec, kl float64, err error) {
+	b := x.N
+	n := nn.BatchParts(b)
+	for len(t.parts) < n {
+		m := t.Model
+		if len(t.parts) > 0 {
+			if m, err = NewAutoencoderKL(t.Model.Config); err != nil {
+				return 0, 0, err
+			}
+			m.Params.ShareData(t.Model.Params)
+		}
+		t.parts = append(t.parts, &trainPart{t: t, model: m})
+	}
+	var run [8]workers.Part
+	per := x.C * x.H * x.W
+	for k, p := range t.parts[:n] {
+		p.lo, p.hi = nn.PartBounds(b, n, k)
+		p.x = &nn.Tensor{Data: x.Data[p.lo*per : p.hi*per], N: p.hi - p.lo, C: x.C, H: x.H, W: x.W}
+		p.eps = eps[p.lo*lper : p.hi*lper]
+		run[k] = p
+	}
+	nn.RunParts(run[:n])
+	for _, p := range t.parts[:n] {
+		if p.err != nil {
+			return 0, 0, p.err
+		}
+		rec += p.rec
+		kl += p.kl
+	}
+	for _, p := range t.parts[1:n] {
+		t.Model.Params.AddGradsFrom(p.model.Params)
+	}
+	return rec, kl, nil
+}
+
+// RunPart runs the part's forward and backward passes (workers.Part). Its
+// losses, and their gradients, are those of the whole batch restricted to
+// the part's images: the part's means weighted by its share of the batch.
+func (p *trainPart) RunPart() {
+	t := p.t
+	share := float64(p.hi-p.lo) / float64(t.Opts.BatchSize)
+	p.tape = nn.ReuseTape(p.tape)
+	tp := p.tape
+	tp.Constant(p.x)
+	post, err := p.model.EncodeTape(tp, p.x)
+	if err != nil {
+		p.err = err
+		return
+	}
+	z := post.SampleTape(tp, p.eps)
+	recon, err := p.model.DecodeTape(tp, z)
+	if err != nil {
+		p.err = err
+		return
+	}
+	var rec float64
+	var g []float32
+	if t.Opts.Loss == "l1" {
+		rec, g = nn.L1Loss(recon, p.x)
+	} else {
+		rec, g = nn.MSELoss(recon, p.x)
+	}
+	scale := t.Opt.LossScale()
+	gs := scale
+	if share != 1 {
+		gs = float32(float64(scale) * share)
+	}
+	for i := range g {
+		g[i] *= gs
+	}
+	tp.AddGrad(recon, g)
+	kl := post.KLLoss(tp, t.Opts.KLWeight*float64(scale)*share)
+	tp.Backward()
+	p.rec, p.kl, p.err = rec*share, kl*share, nil
 }
 
 // Weights returns the model to sample with: the EMA weights when EMA is on.

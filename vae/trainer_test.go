@@ -1,6 +1,7 @@
 package vae
 
 import (
+	"fmt"
 	"math"
 	"runtime"
 	"strings"
@@ -69,8 +70,20 @@ func sameBits(a, b []float32) bool {
 }
 
 // A run stopped at a checkpoint and resumed ends bit-identical to an
-// uninterrupted run, and so does a run on one thread.
+// uninterrupted run, and so does a run on one thread, with batches of 4
+// (one part) and 8 (two parts run at the same time).
 func TestTrainerResumeAndThreadsBitIdentical(t *testing.T) {
+	for _, batch := range []int{4, 8} {
+		t.Run(fmt.Sprintf("batch%d", batch), func(t *testing.T) { checkResumeAndThreads(t, batch) })
+	}
+}
+
+func checkResumeAndThreads(t *testing.T, batch int) {
+	tinyOpts := func() TrainOptions {
+		o := tinyOpts()
+		o.BatchSize = batch
+		return o
+	}
 	data := tinyData(10)
 	run := func(steps int, m *AutoencoderKL, tr *Trainer) {
 		for tr.Opt.Step() < steps {
@@ -113,11 +126,63 @@ func TestTrainerResumeAndThreadsBitIdentical(t *testing.T) {
 	t1, _ := NewTrainer(one, data, tinyOpts())
 	run(6, one, t1)
 	if !sameBits(weightsOf(full.Params), weightsOf(one.Params)) {
-		t.Error("one thread gives other weights than two")
+		t.Error("one thread gives other weights than the default")
 	}
+	runtime.GOMAXPROCS(2)
+	two := smallVAE(t)
+	t2, _ := NewTrainer(two, data, tinyOpts())
+	run(6, two, t2)
+	if !sameBits(weightsOf(full.Params), weightsOf(two.Params)) {
+		t.Error("two threads give other weights than the default")
+	}
+	runtime.GOMAXPROCS(1)
 	last, _ := t1.Step()
 	if !(last.Loss < first.Loss) {
 		t.Errorf("loss did not fall: first %v, after 7 steps %v", first.Loss, last.Loss)
+	}
+}
+
+// TestPartsGiveTheBatchGradient checks that splitting a batch into parts
+// computes the gradient of the whole batch's loss: the same losses and
+// gradients as one part, to float32 rounding.
+func TestPartsGiveTheBatchGradient(t *testing.T) {
+	data := tinyData(10)
+	x := nn.NewTensor(8, 1, 8, 8)
+	copy(x.Data, data.Images[:8*64])
+	eps := make([]float32, 8*2*4*4)
+	nn.NewRNG(5, 6).FillNormal(eps)
+	grads := func(parts int) (float64, float64, []float32) {
+		defer func(saved int) { nn.TrainParts = saved }(nn.TrainParts)
+		nn.TrainParts = parts
+		m := smallVAE(t)
+		o := tinyOpts()
+		o.BatchSize = 8
+		tr, err := NewTrainer(m, data, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, kl, err := tr.backward(x, eps, 2*4*4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var g []float32
+		for _, p := range m.Params.List() {
+			g = append(g, p.Grad...)
+		}
+		return rec, kl, g
+	}
+	r1, k1, one := grads(1)
+	r2, k2, two := grads(2)
+	if math.Abs(r1-r2) > 1e-9*r1 || math.Abs(k1-k2) > 1e-9*k1 {
+		t.Errorf("losses %v, %v with two parts, %v, %v with one", r2, k2, r1, k1)
+	}
+	var worst, scale float64
+	for i := range one {
+		worst = math.Max(worst, math.Abs(float64(one[i]-two[i])))
+		scale = math.Max(scale, math.Abs(float64(one[i])))
+	}
+	if len(one) != len(two) || scale == 0 || worst > 1e-5*scale {
+		t.Errorf("gradients differ by %.3g (largest gradient %.3g)", worst, scale)
 	}
 }
 
