@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -97,5 +98,63 @@ func TestRefuses(t *testing.T) {
 	}
 	if _, err := Load(t.TempDir()); err == nil || !strings.Contains(err.Error(), ConfigFile) {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// TestTrainingIndependentOfThreads checks that batches split into parts
+// (16 images: two parts) give the same weights on one thread and two, and
+// the gradient of the whole batch: one part's gradients to float32
+// rounding.
+func TestTrainingIndependentOfThreads(t *testing.T) {
+	data := stripes(64)
+	train := func(procs, parts int, steps int) []float32 {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+		defer func(saved int) { nn.TrainParts = saved }(nn.TrainParts)
+		nn.TrainParts = parts
+		m, _ := New(smallConfig())
+		nn.InitKaiming(m.Params, nn.NewRNG(1, 1))
+		o := TrainOptions{TrainOptions: nn.DefaultTrainOptions(), BatchSize: 16}
+		o.Steps, o.WarmupSteps, o.LearningRate = 5, 1, 1e-2
+		tr, err := NewTrainer(m, data, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if steps == 0 {
+			x := nn.NewTensor(16, 1, 8, 8)
+			copy(x.Data, data.Images[:16*64])
+			if _, err := tr.backward(x, data.Labels[:16]); err != nil {
+				t.Fatal(err)
+			}
+			var g []float32
+			for _, p := range m.Params.List() {
+				g = append(g, p.Grad...)
+			}
+			return g
+		}
+		for tr.Opt.Step() < steps {
+			if _, err := tr.Step(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var w []float32
+		for _, p := range m.Params.List() {
+			w = append(w, p.Data...)
+		}
+		return w
+	}
+	one, two := train(1, 2, 5), train(2, 2, 5)
+	for i := range one {
+		if math.Float32bits(one[i]) != math.Float32bits(two[i]) {
+			t.Fatalf("weight %d: %v on one thread, %v on two", i, one[i], two[i])
+		}
+	}
+	whole, split := train(2, 1, 0), train(2, 2, 0)
+	var worst, scale float64
+	for i := range whole {
+		worst = math.Max(worst, math.Abs(float64(whole[i]-split[i])))
+		scale = math.Max(scale, math.Abs(float64(whole[i])))
+	}
+	if scale == 0 || worst > 1e-5*scale {
+		t.Errorf("split gradients differ by %.3g (largest %.3g)", worst, scale)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/ldm-go/ldm/internal/dataset"
+	"github.com/ldm-go/ldm/internal/workers"
 	"github.com/ldm-go/ldm/nn"
 )
 
@@ -22,7 +23,20 @@ type Trainer struct {
 	Opts    TrainOptions
 	sampler *dataset.Sampler
 	micro   int
-	tape    *nn.Tape
+	// parts are the pieces a batch is split into (nn.BatchParts), part 0
+	// on Model itself.
+	parts []*trainPart
+}
+
+// trainPart is one part of a training batch: images [lo, hi).
+type trainPart struct {
+	t      *Trainer
+	model  *Model
+	tape   *nn.Tape
+	lo, hi int
+	x      *nn.Tensor
+	labels []int
+	loss   float64
 }
 
 // NewTrainer checks the data against the model.
@@ -53,17 +67,11 @@ func (t *Trainer) Step() (float64, error) {
 		x := nn.NewTensor(b, c.InChannels, c.SampleSize, c.SampleSize)
 		labels := make([]int, b)
 		t.sampler.Batch(x.Data, labels, t.micro*b, b, nil)
-		t.tape = nn.ReuseTape(t.tape)
-		tp := t.tape
-		tp.Constant(x)
-		_, logits := t.Model.forward(tp, x)
-		loss, g, _ := nn.SoftmaxCrossEntropy(logits.Data, labels, c.Classes)
-		s := t.Opt.LossScale()
-		for i := range g {
-			g[i] *= s
+		loss, err := t.backward(x, labels)
+		if err != nil {
+			return 0, err
 		}
-		tp.AddGrad(logits, g)
-		tp.Backward()
+		s := t.Opt.LossScale()
 		t.micro++
 		if err := t.Opt.CheckLoss(loss); err != nil {
 			return 0, err
@@ -118,4 +126,62 @@ func Accuracy(ctx context.Context, m *Model, data dataset.Dataset, batch int) (f
 		}
 	}
 	return float64(right) / float64(data.Len()), nil
+}
+
+// backward runs the forward and backward passes of one micro-batch, split
+// into parts, leaving the gradients in the model's parameters, and returns
+// the batch's mean loss.
+func (t *Trainer) backward(x *nn.Tensor, labels []int) (float64, error) {
+	b := x.N
+	n := nn.BatchParts(b)
+	for len(t.parts) < n {
+		m := t.Model
+		if len(t.parts) > 0 {
+			var err error
+			if m, err = New(t.Model.Config); err != nil {
+				return 0, err
+			}
+			m.Params.ShareData(t.Model.Params)
+		}
+		t.parts = append(t.parts, &trainPart{t: t, model: m})
+	}
+	var run [8]workers.Part
+	per := x.C * x.H * x.W
+	for k, p := range t.parts[:n] {
+		p.lo, p.hi = nn.PartBounds(b, n, k)
+		p.x = &nn.Tensor{Data: x.Data[p.lo*per : p.hi*per], N: p.hi - p.lo, C: x.C, H: x.H, W: x.W}
+		p.labels = labels[p.lo:p.hi]
+		run[k] = p
+	}
+	nn.RunParts(run[:n])
+	var loss float64
+	for _, p := range t.parts[:n] {
+		loss += p.loss
+	}
+	for _, p := range t.parts[1:n] {
+		t.Model.Params.AddGradsFrom(p.model.Params)
+	}
+	return loss, nil
+}
+
+// RunPart runs the part's forward and backward passes (workers.Part): its
+// mean loss weighted by its share of the batch, and that loss's gradient.
+func (p *trainPart) RunPart() {
+	t := p.t
+	share := float64(p.hi-p.lo) / float64(t.Opts.BatchSize)
+	p.tape = nn.ReuseTape(p.tape)
+	tp := p.tape
+	tp.Constant(p.x)
+	_, logits := p.model.forward(tp, p.x)
+	loss, g, _ := nn.SoftmaxCrossEntropy(logits.Data, p.labels, t.Model.Config.Classes)
+	s := t.Opt.LossScale()
+	if share != 1 {
+		s = float32(float64(s) * share)
+	}
+	for i := range g {
+		g[i] *= s
+	}
+	tp.AddGrad(logits, g)
+	tp.Backward()
+	p.loss = loss * share
 }
