@@ -13,6 +13,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/ldm-go/ldm/internal/jsonconf"
+	"github.com/ldm-go/ldm/internal/workers"
 	"github.com/ldm-go/ldm/internal/safetensors"
 	"github.com/ldm-go/ldm/nn"
 )
@@ -233,6 +234,48 @@ func (v *AutoencoderKL) DecodeTensor(z *nn.Tensor) (*nn.Tensor, error) {
 	if z.C != v.Config.LatentChannels || z.N <= 0 || z.H <= 0 || z.W <= 0 {
 		return nil, fmt.Errorf("vae: latents must be [N, %d, h, w], got [%d, %d, %d, %d]", v.Config.LatentChannels, z.N, z.C, z.H, z.W)
 	}
+	// With several threads, a batch of at least 2*minSplit latents runs as
+	// one part per thread, each part's kernels on one core: no layer mixes
+	// images, so every image is the bits of the whole batch's decode.
+	parts := min(workers.Procs(), z.N/minSplit, len(decodeParts{}))
+	if parts < 2 {
+		out := nn.NewTensor(z.N, v.Config.OutChannels, z.H*v.Config.DownsampleFactor(), z.W*v.Config.DownsampleFactor())
+		v.decodeInto(out, z)
+		return out, nil
+	}
+	f := v.Config.DownsampleFactor()
+	out := nn.NewTensor(z.N, v.Config.OutChannels, z.H*f, z.W*f)
+	var ps decodeParts
+	var run [len(decodeParts{})]workers.Part
+	zper, oper := z.C*z.H*z.W, out.C*out.H*out.W
+	for k := 0; k < parts; k++ {
+		lo, hi := nn.PartBounds(z.N, parts, k)
+		ps[k] = decodePart{v: v,
+			z:   &nn.Tensor{Data: z.Data[lo*zper : hi*zper], N: hi - lo, C: z.C, H: z.H, W: z.W},
+			out: &nn.Tensor{Data: out.Data[lo*oper : hi*oper], N: hi - lo, C: out.C, H: out.H, W: out.W}}
+		run[k] = &ps[k]
+	}
+	nn.RunParts(run[:parts])
+	return out, nil
+}
+
+// minSplit is the fewest latents a part of a split decode gets.
+const minSplit = 4
+
+// decodeParts holds the parts of one split decode, on the caller's stack.
+type decodeParts [8]decodePart
+
+// decodePart decodes some of a batch's latents into their part of the
+// output (workers.Part).
+type decodePart struct {
+	v      *AutoencoderKL
+	z, out *nn.Tensor
+}
+
+func (p *decodePart) RunPart() { p.v.decodeInto(p.out, p.z) }
+
+// decodeInto decodes z into out, with a pooled workspace.
+func (v *AutoencoderKL) decodeInto(out, z *nn.Tensor) {
 	ws := workspaces.Get().(*nn.Workspace)
 	defer workspaces.Put(ws)
 	h := z
@@ -243,11 +286,12 @@ func (v *AutoencoderKL) DecodeTensor(z *nn.Tensor) (*nn.Tensor, error) {
 	if h != z {
 		ws.ReleaseTensor(h)
 	}
+	if len(y.Data) != len(out.Data) {
+		panic("vae: decoder output of an unexpected size")
+	}
 	// The caller keeps the images; the workspace keeps its buffers.
-	out := nn.NewTensor(y.N, y.C, y.H, y.W)
 	copy(out.Data, y.Data)
 	ws.ReleaseTensor(y)
-	return out, nil
 }
 
 // workspaces recycles the coders' activations from call to call (one

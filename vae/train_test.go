@@ -2,6 +2,7 @@ package vae
 
 import (
 	"math"
+	"runtime"
 	"testing"
 
 	"github.com/ldm-go/ldm/nn"
@@ -122,6 +123,40 @@ func TestVAELossGradientFiniteDifference(t *testing.T) {
 		an := float64(p.Grad[i])
 		if d := math.Abs(fd - an); d > 1e-2*math.Abs(an)+2e-3*maxG+floor {
 			t.Errorf("%s[%d]: backward %.6g, finite difference %.6g", p.Name, i, an, fd)
+		}
+	}
+}
+
+// TestDecodeIndependentOfThreadsAndBatch checks that a decode split into
+// parts over the cores gives every image the bits of decoding it alone,
+// on one thread and two.
+func TestDecodeIndependentOfThreadsAndBatch(t *testing.T) {
+	v := smallVAE(t)
+	z := nn.NewTensor(9, 2, 4, 4)
+	nn.NewRNG(8, 9).FillNormal(z.Data)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	per := len(z.Data) / z.N
+	var want [][]float32
+	runtime.GOMAXPROCS(1)
+	for i := 0; i < z.N; i++ {
+		one := &nn.Tensor{Data: z.Data[i*per : (i+1)*per], N: 1, C: 2, H: 4, W: 4}
+		y, err := v.DecodeTensor(one)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, y.Data)
+	}
+	for _, procs := range []int{1, 2, 3} {
+		runtime.GOMAXPROCS(procs)
+		y, err := v.DecodeTensor(z)
+		if err != nil {
+			t.Fatal(err)
+		}
+		oper := len(y.Data) / y.N
+		for i, w := range want {
+			if !sameBits(y.Data[i*oper:(i+1)*oper], w) {
+				t.Fatalf("GOMAXPROCS %d: image %d of the batch differs from its decode alone", procs, i)
+			}
 		}
 	}
 }
