@@ -133,3 +133,27 @@ dstore:
 	STOREROW(Z14, Z15)
 	VZEROUPPER
 	RET
+
+// func addBiasTileAVX512(c *float32, ldc int, bias *float32)
+//
+// Adds bias[r] to the 32 floats of each of the 8 rows of a tile (rows ldc
+// floats apart): the convolution epilogue, one add per element as the Go
+// loop does.
+TEXT ·addBiasTileAVX512(SB), NOSPLIT, $0-24
+	MOVQ c+0(FP), DI
+	MOVQ ldc+8(FP), R8
+	SHLQ $2, R8
+	MOVQ bias+16(FP), SI
+	MOVQ $8, CX
+biasrow:
+	VBROADCASTSS (SI), Z0
+	VADDPS 0(DI), Z0, Z1
+	VADDPS 64(DI), Z0, Z2
+	VMOVUPS Z1, 0(DI)
+	VMOVUPS Z2, 64(DI)
+	ADDQ $4, SI
+	ADDQ R8, DI
+	DECQ CX
+	JNZ biasrow
+	VZEROUPPER
+	RET

@@ -18,6 +18,9 @@ type microKernel struct {
 	// fnDirect, when not nil, is fn reading B in place as DirectB
 	// describes, for panels of nr/2 = 16 columns per half.
 	fnDirect func(kc int, a, base []float32, tab []int32, c []float32, ldc int, alpha, beta float32, loadC bool)
+	// addBias, when not nil, adds bias[r] to row r of a full mr x nr tile
+	// of C (rows ldc apart), as addRowBias does.
+	addBias func(c []float32, ldc int, bias []float32)
 	// packA8, when not nil, replaces the portable packA8 for the first
 	// 8*floor(kc/8) k steps of a full eight-row panel.
 	packA8 func(dst, src []float32, ld, kc int)

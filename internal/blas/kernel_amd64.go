@@ -20,7 +20,7 @@ var kernels = amd64Kernels()
 func amd64Kernels() []*microKernel {
 	var ks []*microKernel
 	if cpu.X86.HasAVX512F {
-		ks = append(ks, &microKernel{name: "avx512", mr: 8, nr: 32, kc: 256, nc: 512, fn: goAVX512, packRows: goPackRows32, fnPack: goPackAVX512, packA8: goPackA8, fnDirect: goDirectAVX512})
+		ks = append(ks, &microKernel{name: "avx512", mr: 8, nr: 32, kc: 256, nc: 512, fn: goAVX512, packRows: goPackRows32, fnPack: goPackAVX512, packA8: goPackA8, fnDirect: goDirectAVX512, addBias: goAddBiasAVX512})
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
 		ks = append(ks, &microKernel{name: "avx2", mr: 6, nr: 16, kc: 256, nc: 512, fn: goAVX2, packRows: goPackRows16, fnPack: goPackAVX2})
@@ -55,6 +55,15 @@ func goDirectAVX512(kc int, a, base []float32, tab []int32, c []float32, ldc int
 	_ = tab[4*kc-1]
 	_ = c[7*ldc+31]
 	kernelDirectAVX512(kc, &a[0], &base[0], &tab[0], &c[0], ldc, alpha, beta, b2i(loadC))
+}
+
+//go:noescape
+func addBiasTileAVX512(c *float32, ldc int, bias *float32)
+
+func goAddBiasAVX512(c []float32, ldc int, bias []float32) {
+	_ = c[7*ldc+31]
+	_ = bias[7]
+	addBiasTileAVX512(&c[0], ldc, &bias[0])
 }
 
 //go:noescape

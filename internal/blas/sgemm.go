@@ -133,6 +133,10 @@ type gemm struct {
 	alpha, beta    float32
 	a, b, c        []float32
 	packer         PackerB
+	// bias, when not nil, is added to each row of C after its last k
+	// block; imageHW, when positive, makes C image-major (Epilogue).
+	bias    []float32
+	imageHW int
 	// prepacked, when not nil, is A already packed (a PackedA's data),
 	// used in place of apack without packing.
 	prepacked        []float32
@@ -170,6 +174,7 @@ func kcFor(kern *microKernel, k int) int {
 
 func (g *gemm) setup(kern *microKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	g.kern = kern
+	g.bias, g.imageHW = nil, 0
 	g.transA, g.transB = transA, transB
 	g.m, g.n, g.k = m, n, k
 	g.alpha, g.beta = alpha, beta
@@ -247,7 +252,7 @@ func (g *gemm) compute() {
 
 func (g *gemm) release() {
 	if g.refs.Add(-1) == 0 {
-		g.a, g.b, g.c, g.packer, g.prepacked = nil, nil, nil, nil, nil
+		g.a, g.b, g.c, g.packer, g.prepacked, g.bias = nil, nil, nil, nil, nil, nil
 		for _, dp := range g.direct {
 			clear(dp[:cap(dp)])
 		}
@@ -492,6 +497,7 @@ func (g *gemm) multiply(w, u int) {
 			apack = g.prepacked
 		}
 		ablock := apack[pc*g.mpad:]
+		last := pc+g.kc >= g.k
 		for i := m0; i < m1; i += mr {
 			ap := ablock[i*kcb : (i+mr)*kcb]
 			rows := min(mr, g.m-i)
@@ -503,19 +509,23 @@ func (g *gemm) multiply(w, u int) {
 				if dp != nil && dp[q].tab != nil {
 					d := dp[q]
 					if rows == mr {
-						kern.fnDirect(kcb, ap, d.base, d.tab[4*pc:], g.c[i*g.ldc+j:], g.ldc, g.alpha, beta, loadC)
+						ct, ldc := g.cTile(i, j)
+						kern.fnDirect(kcb, ap, d.base, d.tab[4*pc:], ct, ldc, g.alpha, beta, loadC)
+						g.finishTile(ct, ldc, i, last)
 						continue
 					}
 					kern.fnDirect(kcb, ap, d.base, d.tab[4*pc:], tile, nr, 1, 0, false)
-					g.addTile(tile, i, j, rows, cols, beta, loadC)
+					g.addTile(tile, i, j, rows, cols, beta, loadC, last)
 					continue
 				}
 				if rows == mr && cols == nr {
+					ct, ldc := g.cTile(i, j)
 					if packNow {
-						kern.fnPack(kcb, ap, g.b[pc*g.ldb+j:], g.ldb, bq, g.c[i*g.ldc+j:], g.ldc, g.alpha, beta, loadC)
+						kern.fnPack(kcb, ap, g.b[pc*g.ldb+j:], g.ldb, bq, ct, ldc, g.alpha, beta, loadC)
 					} else {
-						kern.fn(kcb, ap, bq, g.c[i*g.ldc+j:], g.ldc, g.alpha, beta, loadC)
+						kern.fn(kcb, ap, bq, ct, ldc, g.alpha, beta, loadC)
 					}
+					g.finishTile(ct, ldc, i, last)
 					continue
 				}
 				if packNow {
@@ -523,27 +533,75 @@ func (g *gemm) multiply(w, u int) {
 				} else {
 					kern.fn(kcb, ap, bq, tile, nr, 1, 0, false)
 				}
-				g.addTile(tile, i, j, rows, cols, beta, loadC)
+				g.addTile(tile, i, j, rows, cols, beta, loadC, last)
 			}
 		}
 	}
 }
 
+// cIndex is the position of C's element (i, j).
+func (g *gemm) cIndex(i, j int) int {
+	if hw := g.imageHW; hw > 0 {
+		return (j/hw)*g.m*hw + i*hw + j%hw
+	}
+	return i*g.ldc + j
+}
+
+// cTile is where the full tile at (i, j) starts and its row stride: with
+// an image-major C a tile's columns lie in one image (its width divides
+// the image's).
+func (g *gemm) cTile(i, j int) ([]float32, int) {
+	if hw := g.imageHW; hw > 0 {
+		return g.c[g.cIndex(i, j):], hw
+	}
+	return g.c[i*g.ldc+j:], g.ldc
+}
+
+// finishTile adds the bias to a full tile after its last k block.
+func (g *gemm) finishTile(ct []float32, ldc, i int, last bool) {
+	if last && g.bias != nil {
+		if g.kern.addBias != nil {
+			g.kern.addBias(ct, ldc, g.bias[i:i+g.kern.mr])
+			return
+		}
+		addRowBias(ct, ldc, g.bias[i:i+g.kern.mr], g.kern.nr)
+	}
+}
+
+// addRowBias adds bias[r] to the first cols values of each row r of c
+// (rows ldc apart).
+func addRowBias(c []float32, ldc int, bias []float32, cols int) {
+	for r, b := range bias {
+		row := c[r*ldc : r*ldc+cols]
+		for x := range row {
+			row[x] += b
+		}
+	}
+}
+
 // addTile finishes a ragged tile computed into tile: rows x cols of C at
-// (i, j) become alpha*tile + beta*C, or alpha*tile without loadC.
-func (g *gemm) addTile(tile []float32, i, j, rows, cols int, beta float32, loadC bool) {
+// (i, j) become alpha*tile + beta*C, or alpha*tile without loadC, and after
+// the last k block get the bias.
+func (g *gemm) addTile(tile []float32, i, j, rows, cols int, beta float32, loadC, last bool) {
 	nr := g.kern.nr
 	for r := 0; r < rows; r++ {
-		cr := g.c[(i+r)*g.ldc+j : (i+r)*g.ldc+j+cols]
 		tr := tile[r*nr : r*nr+cols]
-		if loadC {
-			for x, v := range tr {
-				cr[x] = g.alpha*v + beta*cr[x]
+		var b float32
+		bias := last && g.bias != nil
+		if bias {
+			b = g.bias[i+r]
+		}
+		for x, v := range tr {
+			k := g.cIndex(i+r, j+x)
+			if loadC {
+				v = g.alpha*v + beta*g.c[k]
+			} else {
+				v = g.alpha * v
 			}
-		} else {
-			for x, v := range tr {
-				cr[x] = g.alpha * v
+			if bias {
+				v += b
 			}
+			g.c[k] = v
 		}
 	}
 }
@@ -665,6 +723,68 @@ func SgemmA(a *PackedA, transB bool, n int, alpha float32, b []float32, ldb int,
 func SgemmAPacked(a *PackedA, n int, alpha float32, b PackerB, beta float32, c []float32, ldc int) {
 	checkArgs(false, false, a.m, n, 0, len(a.a), a.lda, 0, max(n, 1), len(c), ldc)
 	multiply(false, false, a.m, n, a.k, alpha, a.a, a.lda, a, nil, n, b, beta, c, ldc)
+}
+
+// Epilogue says how a convolution's GEMM finishes C.
+type Epilogue struct {
+	// Bias, when not nil, is added to each row of C after the sum over k:
+	// the bits of adding it to the finished product.
+	Bias []float32
+	// ImageHW, when positive, lays C out image-major, as the NCHW output
+	// of a batched convolution: columns are ImageHW pixels per image, and
+	// element (i, j) is at c[(j/ImageHW)*m*ImageHW + i*ImageHW +
+	// j%ImageHW]. ImageHW must be a multiple of 32, the widest kernel
+	// tile, so that no tile straddles two images.
+	ImageHW int
+}
+
+// SgemmConv is SgemmPacked, with A pre-packed when a is not nil, writing
+// C = A*B (alpha 1, beta 0) as e says.
+func SgemmConv(m, n, k int, aw []float32, a *PackedA, b PackerB, c []float32, e Epilogue) {
+	if e.ImageHW > 0 && (e.ImageHW%32 != 0 || n%e.ImageHW != 0) {
+		panic(fmt.Sprintf("blas: SgemmConv: image of %d columns in %d", e.ImageHW, n))
+	}
+	if e.Bias != nil && len(e.Bias) < m {
+		panic("blas: SgemmConv: bias shorter than m")
+	}
+	if m == 0 || n == 0 {
+		return
+	}
+	ldc := n
+	if e.ImageHW > 0 {
+		// Checked as the [images*m, ImageHW] matrix it is.
+		checkMatrix("c", n/e.ImageHW*m, e.ImageHW, len(c), e.ImageHW)
+	} else {
+		checkMatrix("c", m, n, len(c), ldc)
+	}
+	checkMatrix("a", m, k, len(aw), max(k, 1))
+	if k == 0 {
+		for i := 0; i < m; i++ {
+			var v float32
+			if e.Bias != nil {
+				v = e.Bias[i]
+			}
+			for j := 0; j < n; j++ {
+				c[cIndexOf(e.ImageHW, m, ldc, i, j)] = v
+			}
+		}
+		return
+	}
+	g := getGemm()
+	g.setup(active, false, false, m, n, k, 1, aw, max(k, 1), nil, n, 0, c, ldc)
+	g.packer = b
+	g.bias, g.imageHW = e.Bias, e.ImageHW
+	if a != nil && a.kern == active {
+		g.prepacked = a.data
+	}
+	g.compute()
+}
+
+func cIndexOf(hw, m, ldc, i, j int) int {
+	if hw > 0 {
+		return (j/hw)*m*hw + i*hw + j%hw
+	}
+	return i*ldc + j
 }
 
 // DirectWidth is the panel width of the active kernel when it can read B

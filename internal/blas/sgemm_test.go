@@ -460,3 +460,59 @@ func TestDirectBMatchesSgemm(t *testing.T) {
 		}
 	})
 }
+
+// TestSgemmConvMatchesSgemm checks the convolution epilogue against Sgemm
+// and then the NCHW reorder with the bias added: the same bits with every
+// kernel, B packed or read in place, A packed ahead or not, C image-major
+// or plain, on one thread and two.
+func TestSgemmConvMatchesSgemm(t *testing.T) {
+	type conv struct{ m, k, hw, images int }
+	cases := []conv{{8, 9, 32, 1}, {16, 144, 64, 3}, {13, 37, 32, 5}, {64, 300, 1024, 2}, {130, 20, 64, 2}}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	forEachKernel(t, func(t *testing.T) {
+		rng := rand.New(rand.NewPCG(17, 18))
+		for _, tc := range cases {
+			n := tc.hw * tc.images
+			a, b := randSlice(rng, tc.m*tc.k), randSlice(rng, tc.k*n)
+			bias := randSlice(rng, tc.m)
+			zero := make([]bool, len(b))
+			out := make([]float32, tc.m*n)
+			Sgemm(false, false, tc.m, n, tc.k, 1, a, tc.k, b, n, 0, out, n)
+			want := make([]float32, len(out))
+			plain := make([]float32, len(out))
+			for i := 0; i < tc.m; i++ {
+				for j := 0; j < n; j++ {
+					v := out[i*n+j] + bias[i]
+					plain[i*n+j] = v
+					want[(j/tc.hw)*tc.m*tc.hw+i*tc.hw+j%tc.hw] = v
+				}
+			}
+			pa := NewPackedA(tc.m, tc.k, a, tc.k)
+			for _, procs := range []int{1, 2} {
+				runtime.GOMAXPROCS(procs)
+				for _, packed := range []*PackedA{nil, pa} {
+					for _, direct := range []bool{false, true} {
+						var src PackerB = &matrixPacker{b, n}
+						if direct {
+							src = newDirectPacker(b, n, tc.k, n, zero)
+						}
+						got := make([]float32, len(want))
+						SgemmConv(tc.m, n, tc.k, a, packed, src, got, Epilogue{Bias: bias, ImageHW: tc.hw})
+						what := fmt.Sprintf("%+v, GOMAXPROCS %d, packed A %v, in place %v", tc, procs, packed != nil, direct)
+						for i := range want {
+							if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+								t.Fatalf("%s: image-major c[%d] is %v, want %v", what, i, got[i], want[i])
+							}
+						}
+						SgemmConv(tc.m, n, tc.k, a, packed, src, got, Epilogue{Bias: bias})
+						for i := range plain {
+							if math.Float32bits(got[i]) != math.Float32bits(plain[i]) {
+								t.Fatalf("%s: c[%d] is %v, want %v", what, i, got[i], plain[i])
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}

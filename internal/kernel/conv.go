@@ -180,13 +180,22 @@ func Conv2d(dst, x, weight []float32, packed *blas.PackedA, bias []float32, s Co
 // past a few thousand columns a bigger GEMM is no faster.
 const maxColFloats = 1 << 22
 
+// directNCHW reports whether the implicit GEMM of s writes its NCHW output
+// itself: one image, or planes that hold whole kernel tiles.
+func directNCHW(s ConvShape) bool {
+	return isSameStride1(s) && (s.N == 1 || (s.OutH()*s.OutW())%32 == 0)
+}
+
 // convChunk is how many images Conv2d convolves with one GEMM: as many as
 // keep the column matrix under maxColFloats, and at least one. Without a
 // column matrix (isSameStride1) the GEMM result of a batch, which is
 // reordered to NCHW, is what is bounded.
 func convChunk(s ConvShape) int {
 	per := s.ColRows() * s.OutH() * s.OutW()
-	if isSameStride1(s) {
+	switch {
+	case directNCHW(s):
+		return s.N // no scratch to bound
+	case isSameStride1(s):
 		per = s.OutC * s.OutH() * s.OutW()
 	}
 	return max(1, min(s.N, maxColFloats/max(per, 1)))
@@ -197,7 +206,7 @@ func ConvWork(s ConvShape) int {
 	nb := convChunk(s)
 	cols := nb * s.OutH() * s.OutW()
 	switch {
-	case isSameStride1(s) && nb == 1:
+	case directNCHW(s), isSameStride1(s) && nb == 1:
 		return 0
 	case isSameStride1(s):
 		return s.OutC * cols
@@ -257,9 +266,13 @@ func conv2dImplicit(dst, x, weight []float32, packed *blas.PackedA, bias []float
 	k := s.ColRows()
 	ncols := s.N * hw
 	p := newConvPacker(x[:s.N*s.C*s.H*s.W], s)
-	if s.N == 1 {
-		convGEMM(dst, weight, packed, s.OutC, ncols, k, nil, p)
-		addBiasNCHW(dst, bias, 1, s.OutC, hw)
+	if directNCHW(s) {
+		// The GEMM writes NCHW and adds the bias itself.
+		e := blas.Epilogue{Bias: bias}
+		if s.N > 1 {
+			e.ImageHW = hw
+		}
+		blas.SgemmConv(s.OutC, ncols, k, weight, packed, p, dst[:s.N*s.OutC*hw], e)
 	} else {
 		out := work[:s.OutC*ncols]
 		convGEMM(out, weight, packed, s.OutC, ncols, k, nil, p)
