@@ -1,6 +1,6 @@
 package blas
 
-import "golang.org/x/sys/cpu"
+import "github.com/ldm-go/ldm/internal/simd"
 
 //go:noescape
 func kernelAVX512(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC int)
@@ -19,10 +19,10 @@ var kernels = amd64Kernels()
 
 func amd64Kernels() []*microKernel {
 	var ks []*microKernel
-	if cpu.X86.HasAVX512F {
+	if simd.HasAVX512() {
 		ks = append(ks, &microKernel{name: "avx512", mr: 8, nr: 32, kc: 256, nc: 512, fn: goAVX512, packRows: goPackRows32, fnPack: goPackAVX512, packA8: goPackA8, fnDirect: goDirectAVX512, addBias: goAddBiasAVX512})
 	}
-	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
+	if simd.HasAVX2FMA() {
 		ks = append(ks, &microKernel{name: "avx2", mr: 6, nr: 16, kc: 256, nc: 512, fn: goAVX2, packRows: goPackRows16, fnPack: goPackAVX2})
 	}
 	return append(ks, goKernel)
@@ -136,10 +136,10 @@ type peakLoop struct {
 // peakLoops lists the FMA loops this CPU can run.
 func peakLoops() []peakLoop {
 	var ls []peakLoop
-	if cpu.X86.HasAVX512F {
+	if simd.HasAVX512() {
 		ls = append(ls, peakLoop{"avx512", 12 * 16 * 2, fmaPeakAVX512})
 	}
-	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
+	if simd.HasAVX2FMA() {
 		ls = append(ls, peakLoop{"avx2", 12 * 8 * 2, fmaPeakAVX2})
 	}
 	return ls

@@ -1,6 +1,6 @@
 package kernel
 
-import "golang.org/x/sys/cpu"
+import "github.com/ldm-go/ldm/internal/simd"
 
 // packMaskedAVX512 stores, for each of rows rows, the 32 floats at
 // img+offs[r] to dst+r*ldd: lanes clear in masks[r] are zeros and are not
@@ -12,7 +12,7 @@ func packMaskedAVX512(dst, img *float32, offs *int, masks *uint32, rows, ldd int
 
 // hasMaskedPack reports whether packRows can run: masked 32-lane loads and
 // stores need AVX-512.
-var hasMaskedPack = cpu.X86.HasAVX512F
+var hasMaskedPack = simd.HasAVX512()
 
 // packRows is packMaskedAVX512 on slices. Every lane set in masks[r] must
 // lie inside img, and seg (the lanes set in store) inside each dst row.

@@ -1,12 +1,12 @@
 package kernel
 
-import "golang.org/x/sys/cpu"
+import "github.com/ldm-go/ldm/internal/simd"
 
 // reducePaths lists the implementations this CPU runs, fastest first.
 var reducePaths = amd64ReducePaths()
 
 func amd64ReducePaths() []reducePath {
-	if cpu.X86.HasAVX512F {
+	if simd.HasAVX512() {
 		return []reducePath{{"avx512", sum64AVX512Slice, sqdev64AVX512Slice, affine64AVX512Slice}, reduceGoPath}
 	}
 	return []reducePath{reduceGoPath}

@@ -1,12 +1,12 @@
 package kernel
 
-import "golang.org/x/sys/cpu"
+import "github.com/ldm-go/ldm/internal/simd"
 
 // siluPaths lists the SiLU implementations this CPU runs, fastest first.
 var siluPaths = amd64SiLUPaths()
 
 func amd64SiLUPaths() []siluPath {
-	if cpu.X86.HasAVX512F {
+	if simd.HasAVX512() {
 		return []siluPath{{"avx512", siluAVX512Slice}, siluGoPath}
 	}
 	return []siluPath{siluGoPath}
