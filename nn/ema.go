@@ -72,11 +72,7 @@ type emaTask struct {
 
 func (t *emaTask) Run(lo, hi int) {
 	for _, p := range t.e.params.List()[lo:hi] {
-		s := t.e.Shadow[p.Name]
-		s = s[:len(p.Data)]
-		for i, v := range p.Data {
-			s[i] -= t.w * (s[i] - v)
-		}
+		kernel.EMA(t.e.Shadow[p.Name], p.Data, t.w)
 	}
 }
 

@@ -54,16 +54,15 @@ func (o *AdamW) Update(lr float64) {
 			o.ExpAvg[p.Name], o.ExpAvgSq[p.Name] = make([]float32, len(p.Data)), make([]float32, len(p.Data))
 		}
 	}
-	t2 := &adamTask{o: o, decay: decay, b1: b1, b2: b2, c1: c1, c2: c2, stepSize: stepSize, bc2Sqrt: bc2Sqrt, eps: eps}
+	t2 := &adamTask{o: o, c: kernel.AdamConsts{Decay: decay, B1: b1, B2: b2, C1: c1, C2: c2, StepSize: stepSize, BC2Sqrt: bc2Sqrt, Eps: eps}}
 	list := o.Params.List()
 	kernel.Parallel(len(list), o.Params.Count(), t2)
 }
 
 // adamTask updates parameters [lo, hi) of the list.
 type adamTask struct {
-	o                      *AdamW
-	decay, b1, b2, c1, c2  float32
-	stepSize, bc2Sqrt, eps float32
+	o *AdamW
+	c kernel.AdamConsts
 }
 
 func (t *adamTask) Run(lo, hi int) {
@@ -71,16 +70,7 @@ func (t *adamTask) Run(lo, hi int) {
 		if p.Grad == nil {
 			continue
 		}
-		m, v := t.o.ExpAvg[p.Name], t.o.ExpAvgSq[p.Name]
-		m, v = m[:len(p.Data)], v[:len(p.Data)]
-		g := p.Grad[:len(p.Data)]
-		for i, x := range p.Data {
-			x *= t.decay
-			m[i] = m[i]*t.b1 + t.c1*g[i]
-			v[i] = v[i]*t.b2 + t.c2*g[i]*g[i]
-			denom := float32(math.Sqrt(float64(v[i])))/t.bc2Sqrt + t.eps
-			p.Data[i] = x - t.stepSize*(m[i]/denom)
-		}
+		kernel.AdamW(p.Data, p.Grad, t.o.ExpAvg[p.Name], t.o.ExpAvgSq[p.Name], &t.c)
 	}
 }
 
