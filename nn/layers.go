@@ -58,14 +58,34 @@ func (c *Conv2d) ForwardWS(ws *Workspace, x *Tensor) *Tensor {
 	}
 	s := c.shape(x)
 	y := ws.Tensor(x.N, c.Out, s.OutH(), s.OutW())
-	work := ws.Floats(kernel.ConvWork(s))
 	var bias []float32
 	if c.Bias != nil {
 		bias = c.Bias.Data
 	}
+	if w := c.winograd(s); w != nil {
+		work := ws.Floats(kernel.WinogradWork(s))
+		kernel.Conv2dWinograd(y.Data, x.Data, w, bias, s, work)
+		ws.Release(work)
+		return y
+	}
+	work := ws.Floats(kernel.ConvWork(s))
 	kernel.Conv2d(y.Data, x.Data, c.Weight.Data, c.packed(), bias, s, work)
 	ws.Release(work)
 	return y
+}
+
+// winograd is the weight transformed for Winograd's algorithm when the
+// weights are frozen and it pays at shape s, else nil. Training, whose
+// weights change at every step, always convolves directly.
+func (c *Conv2d) winograd(s kernel.ConvShape) *kernel.WinogradWeights {
+	if !kernel.WinogradPays(s) {
+		return nil
+	}
+	v := c.Weight.Derived("winograd", func() any { return kernel.NewWinogradWeights(c.Weight.Data, c.Out, c.In) })
+	if v == nil {
+		return nil
+	}
+	return v.(*kernel.WinogradWeights)
 }
 
 // packed is the weight packed as the convolution's GEMM operand when the

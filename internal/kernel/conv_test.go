@@ -9,33 +9,13 @@ import (
 	"github.com/ldm-go/ldm/internal/blas"
 )
 
-// naiveConv is the textbook definition, the oracle for Conv2d.
+// naiveConv is the textbook definition, the oracle for Conv2d, summed in
+// float64 (naiveConv64) and rounded once.
 func naiveConv(x, w, b []float32, s ConvShape) []float32 {
-	oh, ow := s.OutH(), s.OutW()
-	y := make([]float32, s.N*s.OutC*oh*ow)
-	for n := 0; n < s.N; n++ {
-		for o := 0; o < s.OutC; o++ {
-			for i := 0; i < oh; i++ {
-				for j := 0; j < ow; j++ {
-					var acc float64
-					for c := 0; c < s.C; c++ {
-						for ki := 0; ki < s.KH; ki++ {
-							for kj := 0; kj < s.KW; kj++ {
-								iy, ix := i*s.Stride-s.PadT+ki, j*s.Stride-s.PadL+kj
-								if iy < 0 || iy >= s.H || ix < 0 || ix >= s.W {
-									continue
-								}
-								acc += float64(x[((n*s.C+c)*s.H+iy)*s.W+ix]) * float64(w[((o*s.C+c)*s.KH+ki)*s.KW+kj])
-							}
-						}
-					}
-					if b != nil {
-						acc += float64(b[o])
-					}
-					y[((n*s.OutC+o)*oh+i)*ow+j] = float32(acc)
-				}
-			}
-		}
+	e := naiveConv64(x, w, b, s)
+	y := make([]float32, len(e))
+	for i, v := range e {
+		y[i] = float32(v)
 	}
 	return y
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/ldm-go/ldm/internal/golden"
+	"github.com/ldm-go/ldm/internal/kernel"
+	"github.com/ldm-go/ldm/nn"
 )
 
 // runners maps a case kind to the function that checks it. Each area of the
@@ -27,8 +29,30 @@ func goldenRoots() []string {
 	return roots
 }
 
-// TestGolden runs every case folder, a subtest per case named after it.
+// inference is true while the cases run as a loaded pipeline runs:
+// weights frozen (nn.Params.Freeze), so the layers take their inference
+// paths, and Winograd's convolution wherever it can run
+// (kernel.WinogradAlways), which the cases' small models would otherwise
+// not reach.
+var inference bool
+
+// freeze freezes ps in the inference pass.
+func freeze(ps *nn.Params) {
+	if inference {
+		ps.Freeze()
+	}
+}
+
+// TestGolden runs every case folder, a subtest per case named after it,
+// then every case again as inference does (see inference).
 func TestGolden(t *testing.T) {
+	runGolden(t)
+	inference, kernel.WinogradAlways = true, true
+	defer func() { inference, kernel.WinogradAlways = false, false }()
+	t.Run("inference", runGolden)
+}
+
+func runGolden(t *testing.T) {
 	for _, root := range goldenRoots() {
 		dirs, err := golden.Discover(root)
 		if err != nil {

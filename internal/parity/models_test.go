@@ -37,6 +37,7 @@ func runUNetForward(t *testing.T, c *golden.Case) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	freeze(m.Params)
 	sample := mustInput(t, c, "sample")
 	ts := mustInput(t, c, "timesteps")
 	var labels []int
@@ -61,6 +62,7 @@ func runVAEForward(t *testing.T, c *golden.Case) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	freeze(v.Params)
 	x := nnTensor(mustInput(t, c, "x"))
 	mom, err := v.Moments(x)
 	if err != nil {
@@ -99,6 +101,7 @@ func runVQForward(t *testing.T, c *golden.Case) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	freeze(v.Params)
 	x := nnTensor(mustInput(t, c, "x"))
 	lat, err := v.EncodeTensor(x)
 	if err != nil {
