@@ -153,13 +153,15 @@ func LoadFS(fsys fs.FS, dir, label string) (*Pipeline, error) {
 	if err := p.check(); err != nil {
 		return nil, fmt.Errorf("pipeline: %s: %w", label, err)
 	}
-	p.freeze()
+	p.Freeze()
 	return p, nil
 }
 
-// freeze marks the loaded weights as fixed, so that the layers pack them
-// for the GEMM once instead of at every call.
-func (p *Pipeline) freeze() {
+// Freeze marks the pipeline's weights as fixed for good, as Load does, so
+// that the layers prepare them once (GEMM packing, Winograd transforms)
+// instead of at every call. A pipeline assembled by hand calls it once its
+// weights are set; its weights must not change afterwards.
+func (p *Pipeline) Freeze() {
 	p.UNet.Params.Freeze()
 	if p.VAE != nil {
 		p.VAE.Params.Freeze()
@@ -210,7 +212,7 @@ func loadFlat(fsys fs.FS, dir, label string, p *Pipeline) (*Pipeline, error) {
 	if err := p.check(); err != nil {
 		return nil, err
 	}
-	p.freeze()
+	p.Freeze()
 	return p, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/ldm-go/ldm/diffusion"
 	"io"
 	"math"
 	"os"
@@ -328,35 +329,46 @@ func (b *bencher) vaeDecode(n, h, w int) (float64, error) {
 	})
 }
 
-// trainStep times one AdamW step of the UNet on the MSE to a random target.
+// trainStep times one AdamW step of the UNet (no EMA, no clipping, as the
+// PyTorch reference times it) with the project's trainer: batches split
+// into parts over the cores, the epsilon MSE on random data. It trains a
+// copy, not frozen, so the pipeline's weights stay as they are.
 func (b *bencher) trainStep(n, h, w int) (float64, error) {
-	m := b.p.UNet
-	x, ts, _ := b.unetInput(n, h, w)
-	var labels []int
-	if m.Config.ClassConditional() {
-		rng := nn.NewRNG(5, 0)
-		labels = make([]int, n)
-		for i := range labels {
-			labels[i] = rng.Intn(max(b.p.NullClass()+1, 1))
+	m, err := unet.New(b.p.UNet.Config)
+	if err != nil {
+		return 0, err
+	}
+	for i, p := range m.Params.List() {
+		copy(p.Data, b.p.UNet.Params.List()[i].Data)
+	}
+	c := m.Config
+	const examples = 512
+	data := &diffusion.Latents{C: c.InChannels, H: h, W: w, Mean: make([]float32, examples*c.InChannels*h*w), ScalingFactor: 1}
+	nn.NewRNG(5, 0).FillNormal(data.Mean)
+	if null := b.p.NullClass(); null > 0 {
+		data.Classes, data.Labels = null, make([]int, examples)
+		for i := range data.Labels {
+			data.Labels[i] = i % null
 		}
 	}
-	target := nn.NewTensor(n, m.Config.OutChannels, h, w)
-	nn.NewRNG(6, 0).FillNormal(target.Data)
-	opt := nn.NewAdamW(m.Params)
-	defer m.Params.ZeroGrad()
+	sc, err := scheduler.DefaultConfig("DDPMScheduler")
+	if err != nil {
+		return 0, err
+	}
+	noise, err := scheduler.New(sc)
+	if err != nil {
+		return 0, err
+	}
+	o := diffusion.TrainOptions{TrainOptions: nn.DefaultTrainOptions(), BatchSize: n, Seed: 1}
+	o.LearningRate, o.LRScheduler, o.WarmupSteps, o.EMA, o.MaxGradNorm = 1e-4, "constant", 0, false, 0
+	o.Steps = 1 << 30
+	tr, err := diffusion.NewTrainer(m, noise, data, o)
+	if err != nil {
+		return 0, err
+	}
 	return b.time(func() error {
-		tp := nn.NewTape()
-		tp.Constant(x)
-		out, err := m.ForwardTape(tp, x, ts, labels)
-		if err != nil {
-			return err
-		}
-		_, g := nn.MSELoss(out, target)
-		tp.AddGrad(out, g)
-		tp.Backward()
-		opt.Update(1e-4)
-		m.Params.ZeroGrad()
-		return nil
+		_, err := tr.Step()
+		return err
 	})
 }
 
@@ -445,6 +457,7 @@ func randomPipeline(path string) (*pipeline.Pipeline, error) {
 	randomize(p.UNet.Params, 1)
 	if !st.IsDir() {
 		p.Scheduler, err = scheduler.DefaultConfig("DDPMScheduler")
+		p.Freeze()
 		return p, err
 	}
 	for _, sub := range []string{"vae", "vqvae"} {
@@ -480,6 +493,7 @@ func randomPipeline(path string) (*pipeline.Pipeline, error) {
 	if p.Scheduler, err = scheduler.LoadConfig(f); err != nil {
 		return nil, err
 	}
+	p.Freeze()
 	return p, nil
 }
 
