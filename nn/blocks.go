@@ -177,17 +177,19 @@ func (r *ResnetBlock2D) ForwardWS(ws *Workspace, x *Tensor, tembAct []float32) *
 		kernel.SiLU(h.Data, h.Data)
 	}
 	ws.Release(t)
-	out := r.Conv2.ForwardWS(ws, h)
-	ws.ReleaseTensor(h)
 	sc := x
 	if r.ConvShortcut != nil {
 		sc = r.ConvShortcut.ForwardWS(ws, x)
 	}
+	var out *Tensor
 	if r.OutputScaleFactor == 1 {
-		kernel.Add(out.Data, out.Data, sc.Data)
+		// conv2(h) + shortcut, the addition in the convolution's epilogue.
+		out = r.Conv2.ForwardAddWS(ws, h, sc)
 	} else {
+		out = r.Conv2.ForwardWS(ws, h)
 		kernel.AddScale(out.Data, sc.Data, out.Data, r.OutputScaleFactor)
 	}
+	ws.ReleaseTensor(h)
 	if sc != x {
 		ws.ReleaseTensor(sc)
 	}

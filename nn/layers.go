@@ -74,6 +74,33 @@ func (c *Conv2d) ForwardWS(ws *Workspace, x *Tensor) *Tensor {
 	return y
 }
 
+// ForwardAddWS returns the convolution of x plus add (a tensor of the
+// output's shape), with buffers from ws: the bits of ForwardWS followed by
+// the addition, which the GEMM does as it writes the output where it can.
+func (c *Conv2d) ForwardAddWS(ws *Workspace, x, add *Tensor) *Tensor {
+	if x.C != c.In {
+		panic("nn: Conv2d: input channels do not match")
+	}
+	s := c.shape(x)
+	if len(add.Data) != x.N*c.Out*s.OutH()*s.OutW() {
+		panic("nn: Conv2d: added tensor of another shape")
+	}
+	var bias []float32
+	if c.Bias != nil {
+		bias = c.Bias.Data
+	}
+	if c.winograd(s) != nil {
+		y := c.ForwardWS(ws, x)
+		kernel.Add(y.Data, y.Data, add.Data)
+		return y
+	}
+	y := ws.Tensor(x.N, c.Out, s.OutH(), s.OutW())
+	work := ws.Floats(kernel.ConvWork(s))
+	kernel.Conv2dAdd(y.Data, x.Data, c.Weight.Data, c.packed(), bias, add.Data, s, work)
+	ws.Release(work)
+	return y
+}
+
 // winograd is the weight transformed for Winograd's algorithm when the
 // weights are frozen and it pays at shape s, else nil. Training, whose
 // weights change at every step, always convolves directly.

@@ -157,3 +157,26 @@ biasrow:
 	JNZ biasrow
 	VZEROUPPER
 	RET
+
+// func addTileAVX512(c, a *float32, ldc int)
+//
+// Adds the 8x32 tile at a to the one at c, rows ldc floats apart.
+TEXT ·addTileAVX512(SB), NOSPLIT, $0-24
+	MOVQ c+0(FP), DI
+	MOVQ a+8(FP), SI
+	MOVQ ldc+16(FP), R8
+	SHLQ $2, R8
+	MOVQ $8, CX
+addrow:
+	VMOVUPS 0(DI), Z0
+	VMOVUPS 64(DI), Z1
+	VADDPS 0(SI), Z0, Z0
+	VADDPS 64(SI), Z1, Z1
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	ADDQ R8, SI
+	ADDQ R8, DI
+	DECQ CX
+	JNZ addrow
+	VZEROUPPER
+	RET

@@ -21,6 +21,9 @@ type microKernel struct {
 	// addBias, when not nil, adds bias[r] to row r of a full mr x nr tile
 	// of C (rows ldc apart), as addRowBias does.
 	addBias func(c []float32, ldc int, bias []float32)
+	// addTile, when not nil, adds the full mr x nr tile a to c, both with
+	// rows ldc apart.
+	addTile func(c, a []float32, ldc int)
 	// packA8, when not nil, replaces the portable packA8 for the first
 	// 8*floor(kc/8) k steps of a full eight-row panel.
 	packA8 func(dst, src []float32, ld, kc int)

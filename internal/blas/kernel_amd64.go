@@ -20,7 +20,7 @@ var kernels = amd64Kernels()
 func amd64Kernels() []*microKernel {
 	var ks []*microKernel
 	if simd.HasAVX512() {
-		ks = append(ks, &microKernel{name: "avx512", mr: 8, nr: 32, kc: 256, nc: 512, fn: goAVX512, packRows: goPackRows32, fnPack: goPackAVX512, packA8: goPackA8, fnDirect: goDirectAVX512, addBias: goAddBiasAVX512})
+		ks = append(ks, &microKernel{name: "avx512", mr: 8, nr: 32, kc: 256, nc: 512, fn: goAVX512, packRows: goPackRows32, fnPack: goPackAVX512, packA8: goPackA8, fnDirect: goDirectAVX512, addBias: goAddBiasAVX512, addTile: goAddTileAVX512})
 	}
 	if simd.HasAVX2FMA() {
 		ks = append(ks, &microKernel{name: "avx2", mr: 6, nr: 16, kc: 256, nc: 512, fn: goAVX2, packRows: goPackRows16, fnPack: goPackAVX2})
@@ -64,6 +64,15 @@ func goAddBiasAVX512(c []float32, ldc int, bias []float32) {
 	_ = c[7*ldc+31]
 	_ = bias[7]
 	addBiasTileAVX512(&c[0], ldc, &bias[0])
+}
+
+//go:noescape
+func addTileAVX512(c, a *float32, ldc int)
+
+func goAddTileAVX512(c, a []float32, ldc int) {
+	_ = c[7*ldc+31]
+	_ = a[7*ldc+31]
+	addTileAVX512(&c[0], &a[0], ldc)
 }
 
 //go:noescape

@@ -134,9 +134,10 @@ type gemm struct {
 	a, b, c        []float32
 	packer         PackerB
 	// bias, when not nil, is added to each row of C after its last k
-	// block; imageHW, when positive, makes C image-major (Epilogue).
-	bias    []float32
-	imageHW int
+	// block, then add, when not nil, element by element; imageHW, when
+	// positive, makes C image-major (Epilogue).
+	bias, add []float32
+	imageHW   int
 	// prepacked, when not nil, is A already packed (a PackedA's data),
 	// used in place of apack without packing.
 	prepacked        []float32
@@ -174,7 +175,7 @@ func kcFor(kern *microKernel, k int) int {
 
 func (g *gemm) setup(kern *microKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	g.kern = kern
-	g.bias, g.imageHW = nil, 0
+	g.bias, g.add, g.imageHW = nil, nil, 0
 	g.transA, g.transB = transA, transB
 	g.m, g.n, g.k = m, n, k
 	g.alpha, g.beta = alpha, beta
@@ -252,7 +253,7 @@ func (g *gemm) compute() {
 
 func (g *gemm) release() {
 	if g.refs.Add(-1) == 0 {
-		g.a, g.b, g.c, g.packer, g.prepacked, g.bias = nil, nil, nil, nil, nil, nil
+		g.a, g.b, g.c, g.packer, g.prepacked, g.bias, g.add = nil, nil, nil, nil, nil, nil, nil
 		for _, dp := range g.direct {
 			clear(dp[:cap(dp)])
 		}
@@ -511,7 +512,7 @@ func (g *gemm) multiply(w, u int) {
 					if rows == mr {
 						ct, ldc := g.cTile(i, j)
 						kern.fnDirect(kcb, ap, d.base, d.tab[4*pc:], ct, ldc, g.alpha, beta, loadC)
-						g.finishTile(ct, ldc, i, last)
+						g.finishTile(ct, ldc, i, j, last)
 						continue
 					}
 					kern.fnDirect(kcb, ap, d.base, d.tab[4*pc:], tile, nr, 1, 0, false)
@@ -525,7 +526,7 @@ func (g *gemm) multiply(w, u int) {
 					} else {
 						kern.fn(kcb, ap, bq, ct, ldc, g.alpha, beta, loadC)
 					}
-					g.finishTile(ct, ldc, i, last)
+					g.finishTile(ct, ldc, i, j, last)
 					continue
 				}
 				if packNow {
@@ -557,14 +558,31 @@ func (g *gemm) cTile(i, j int) ([]float32, int) {
 	return g.c[i*g.ldc+j:], g.ldc
 }
 
-// finishTile adds the bias to a full tile after its last k block.
-func (g *gemm) finishTile(ct []float32, ldc, i int, last bool) {
-	if last && g.bias != nil {
+// finishTile adds the bias, then the added tensor, to the full tile at
+// (i, j) after its last k block.
+func (g *gemm) finishTile(ct []float32, ldc, i, j int, last bool) {
+	if !last {
+		return
+	}
+	if g.bias != nil {
 		if g.kern.addBias != nil {
 			g.kern.addBias(ct, ldc, g.bias[i:i+g.kern.mr])
+		} else {
+			addRowBias(ct, ldc, g.bias[i:i+g.kern.mr], g.kern.nr)
+		}
+	}
+	if g.add != nil {
+		at := g.add[g.cIndex(i, j):]
+		if g.kern.addTile != nil {
+			g.kern.addTile(ct, at, ldc)
 			return
 		}
-		addRowBias(ct, ldc, g.bias[i:i+g.kern.mr], g.kern.nr)
+		for r := 0; r < g.kern.mr; r++ {
+			row, ar := ct[r*ldc:r*ldc+g.kern.nr], at[r*ldc:r*ldc+g.kern.nr]
+			for x := range row {
+				row[x] += ar[x]
+			}
+		}
 	}
 }
 
@@ -600,6 +618,9 @@ func (g *gemm) addTile(tile []float32, i, j, rows, cols int, beta float32, loadC
 			}
 			if bias {
 				v += b
+			}
+			if last && g.add != nil {
+				v += g.add[k]
 			}
 			g.c[k] = v
 		}
@@ -730,6 +751,9 @@ type Epilogue struct {
 	// Bias, when not nil, is added to each row of C after the sum over k:
 	// the bits of adding it to the finished product.
 	Bias []float32
+	// Add, when not nil, is added to C element by element after the bias:
+	// a residual connection, laid out as C.
+	Add []float32
 	// ImageHW, when positive, lays C out image-major, as the NCHW output
 	// of a batched convolution: columns are ImageHW pixels per image, and
 	// element (i, j) is at c[(j/ImageHW)*m*ImageHW + i*ImageHW +
@@ -746,6 +770,9 @@ func SgemmConv(m, n, k int, aw []float32, a *PackedA, b PackerB, c []float32, e 
 	}
 	if e.Bias != nil && len(e.Bias) < m {
 		panic("blas: SgemmConv: bias shorter than m")
+	}
+	if e.Add != nil && len(e.Add) < m*n {
+		panic("blas: SgemmConv: added tensor shorter than C")
 	}
 	if m == 0 || n == 0 {
 		return
@@ -765,7 +792,11 @@ func SgemmConv(m, n, k int, aw []float32, a *PackedA, b PackerB, c []float32, e 
 				v = e.Bias[i]
 			}
 			for j := 0; j < n; j++ {
-				c[cIndexOf(e.ImageHW, m, ldc, i, j)] = v
+				k := cIndexOf(e.ImageHW, m, ldc, i, j)
+				c[k] = v
+				if e.Add != nil {
+					c[k] += e.Add[k]
+				}
 			}
 		}
 		return
@@ -773,7 +804,7 @@ func SgemmConv(m, n, k int, aw []float32, a *PackedA, b PackerB, c []float32, e 
 	g := getGemm()
 	g.setup(active, false, false, m, n, k, 1, aw, max(k, 1), nil, n, 0, c, ldc)
 	g.packer = b
-	g.bias, g.imageHW = e.Bias, e.ImageHW
+	g.bias, g.add, g.imageHW = e.Bias, e.Add, e.ImageHW
 	if a != nil && a.kern == active {
 		g.prepacked = a.data
 	}

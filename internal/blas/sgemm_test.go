@@ -462,7 +462,8 @@ func TestDirectBMatchesSgemm(t *testing.T) {
 }
 
 // TestSgemmConvMatchesSgemm checks the convolution epilogue against Sgemm
-// and then the NCHW reorder with the bias added: the same bits with every
+// and then the NCHW reorder with the bias, then a residual, added: the
+// same bits with every
 // kernel, B packed or read in place, A packed ahead or not, C image-major
 // or plain, on one thread and two.
 func TestSgemmConvMatchesSgemm(t *testing.T) {
@@ -475,6 +476,7 @@ func TestSgemmConvMatchesSgemm(t *testing.T) {
 			n := tc.hw * tc.images
 			a, b := randSlice(rng, tc.m*tc.k), randSlice(rng, tc.k*n)
 			bias := randSlice(rng, tc.m)
+			res := randSlice(rng, tc.m*n) // the residual, laid out as C
 			zero := make([]bool, len(b))
 			out := make([]float32, tc.m*n)
 			Sgemm(false, false, tc.m, n, tc.k, 1, a, tc.k, b, n, 0, out, n)
@@ -483,8 +485,9 @@ func TestSgemmConvMatchesSgemm(t *testing.T) {
 			for i := 0; i < tc.m; i++ {
 				for j := 0; j < n; j++ {
 					v := out[i*n+j] + bias[i]
-					plain[i*n+j] = v
-					want[(j/tc.hw)*tc.m*tc.hw+i*tc.hw+j%tc.hw] = v
+					plain[i*n+j] = v + res[i*n+j]
+					k := (j/tc.hw)*tc.m*tc.hw + i*tc.hw + j%tc.hw
+					want[k] = v + res[k]
 				}
 			}
 			pa := NewPackedA(tc.m, tc.k, a, tc.k)
@@ -497,14 +500,14 @@ func TestSgemmConvMatchesSgemm(t *testing.T) {
 							src = newDirectPacker(b, n, tc.k, n, zero)
 						}
 						got := make([]float32, len(want))
-						SgemmConv(tc.m, n, tc.k, a, packed, src, got, Epilogue{Bias: bias, ImageHW: tc.hw})
+						SgemmConv(tc.m, n, tc.k, a, packed, src, got, Epilogue{Bias: bias, Add: res, ImageHW: tc.hw})
 						what := fmt.Sprintf("%+v, GOMAXPROCS %d, packed A %v, in place %v", tc, procs, packed != nil, direct)
 						for i := range want {
 							if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
 								t.Fatalf("%s: image-major c[%d] is %v, want %v", what, i, got[i], want[i])
 							}
 						}
-						SgemmConv(tc.m, n, tc.k, a, packed, src, got, Epilogue{Bias: bias})
+						SgemmConv(tc.m, n, tc.k, a, packed, src, got, Epilogue{Bias: bias, Add: res})
 						for i := range plain {
 							if math.Float32bits(got[i]) != math.Float32bits(plain[i]) {
 								t.Fatalf("%s: c[%d] is %v, want %v", what, i, got[i], plain[i])

@@ -160,6 +160,21 @@ func Col2im(dx, cols []float32, s ConvShape) {
 // is the same GEMM sum whatever the chunk, so an image's output never
 // depends on the rest of its batch.
 func Conv2d(dst, x, weight []float32, packed *blas.PackedA, bias []float32, s ConvShape, work []float32) {
+	conv2d(dst, x, weight, packed, bias, nil, s, work)
+}
+
+// Conv2dAdd is Conv2d followed by dst += add (add NCHW like dst), the
+// residual connection of a resnet block: the bits of the two one after
+// the other, the addition done by the GEMM's epilogue where the GEMM
+// writes dst itself.
+func Conv2dAdd(dst, x, weight []float32, packed *blas.PackedA, bias, add []float32, s ConvShape, work []float32) {
+	if len(add) < s.N*s.OutC*s.OutH()*s.OutW() {
+		panic("kernel: Conv2dAdd: added tensor too small")
+	}
+	conv2d(dst, x, weight, packed, bias, add, s, work)
+}
+
+func conv2d(dst, x, weight []float32, packed *blas.PackedA, bias, add []float32, s ConvShape, work []float32) {
 	hw := s.OutH() * s.OutW()
 	if len(dst) < s.N*s.OutC*hw || len(x) < s.N*s.C*s.H*s.W {
 		panic("kernel: Conv2d: buffer too small")
@@ -172,7 +187,11 @@ func Conv2d(dst, x, weight []float32, packed *blas.PackedA, bias []float32, s Co
 	for n0 := 0; n0 < s.N; n0 += nb {
 		cs := s
 		cs.N = min(nb, s.N-n0)
-		conv2dChunk(dst[n0*s.OutC*hw:], x[n0*in:], weight, packed, bias, cs, work)
+		var ac []float32
+		if add != nil {
+			ac = add[n0*s.OutC*hw:][:cs.N*s.OutC*hw]
+		}
+		conv2dChunk(dst[n0*s.OutC*hw:], x[n0*in:], weight, packed, bias, ac, cs, work)
 	}
 }
 
@@ -216,13 +235,16 @@ func ConvWork(s ConvShape) int {
 	return (s.ColRows() + s.OutC) * cols
 }
 
-func conv2dChunk(dst, x, weight []float32, packed *blas.PackedA, bias []float32, s ConvShape, work []float32) {
+func conv2dChunk(dst, x, weight []float32, packed *blas.PackedA, bias, add []float32, s ConvShape, work []float32) {
 	hw := s.OutH() * s.OutW()
 	k := s.ColRows()
 	ncols := s.N * hw
 	if isSameStride1(s) && (s.KH > 1 || s.KW > 1 || s.N > 1) {
-		conv2dImplicit(dst, x, weight, packed, bias, s, work)
+		conv2dImplicit(dst, x, weight, packed, bias, add, s, work)
 		return
+	}
+	if add != nil {
+		defer Add(dst[:s.N*s.OutC*hw], dst[:s.N*s.OutC*hw], add)
 	}
 	var cols []float32
 	if s.KH == 1 && s.KW == 1 && s.Stride == 1 && s.PadT+s.PadL+s.PadB+s.PadR == 0 && s.N == 1 {
@@ -261,14 +283,14 @@ func convGEMM(dst, weight []float32, packed *blas.PackedA, m, n, k int, b []floa
 
 // conv2dImplicit is conv2dChunk for the shapes convPacker handles: the GEMM
 // reads the column matrix from x as it packs it (see implicit.go).
-func conv2dImplicit(dst, x, weight []float32, packed *blas.PackedA, bias []float32, s ConvShape, work []float32) {
+func conv2dImplicit(dst, x, weight []float32, packed *blas.PackedA, bias, add []float32, s ConvShape, work []float32) {
 	hw := s.OutH() * s.OutW()
 	k := s.ColRows()
 	ncols := s.N * hw
 	p := newConvPacker(x[:s.N*s.C*s.H*s.W], s)
 	if directNCHW(s) {
 		// The GEMM writes NCHW and adds the bias itself.
-		e := blas.Epilogue{Bias: bias}
+		e := blas.Epilogue{Bias: bias, Add: add}
 		if s.N > 1 {
 			e.ImageHW = hw
 		}
@@ -277,6 +299,9 @@ func conv2dImplicit(dst, x, weight []float32, packed *blas.PackedA, bias []float
 		out := work[:s.OutC*ncols]
 		convGEMM(out, weight, packed, s.OutC, ncols, k, nil, p)
 		reorderNCHW(dst, out, bias, s.N, s.OutC, hw)
+		if add != nil {
+			Add(dst[:s.N*s.OutC*hw], dst[:s.N*s.OutC*hw], add)
+		}
 	}
 	p.release()
 }

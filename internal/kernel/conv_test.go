@@ -190,3 +190,33 @@ func BenchmarkIm2col3x3(b *testing.B) {
 		})
 	}
 }
+
+// TestConv2dAddMatchesConvThenAdd checks the fused residual addition
+// against the convolution followed by Add, bit for bit, on the paths that
+// fuse it (NCHW from the GEMM) and those that do not.
+func TestConv2dAddMatchesConvThenAdd(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 24))
+	for _, s := range []ConvShape{
+		{N: 3, C: 8, H: 8, W: 8, OutC: 16, KH: 3, KW: 3, Stride: 1, PadT: 1, PadL: 1, PadB: 1, PadR: 1},
+		{N: 1, C: 8, H: 4, W: 4, OutC: 16, KH: 3, KW: 3, Stride: 1, PadT: 1, PadL: 1, PadB: 1, PadR: 1},
+		{N: 5, C: 8, H: 4, W: 4, OutC: 16, KH: 3, KW: 3, Stride: 1, PadT: 1, PadL: 1, PadB: 1, PadR: 1},
+		{N: 2, C: 6, H: 8, W: 8, OutC: 3, KH: 1, KW: 1, Stride: 1},
+		{N: 2, C: 4, H: 8, W: 6, OutC: 4, KH: 3, KW: 3, Stride: 2, PadB: 1, PadR: 1},
+	} {
+		x := randNormal(r, s.N*s.C*s.H*s.W)
+		w := randNormal(r, s.OutC*s.ColRows())
+		b := randNormal(r, s.OutC)
+		n := s.N * s.OutC * s.OutH() * s.OutW()
+		add := randNormal(r, n)
+		want := make([]float32, n)
+		Conv2d(want, x, w, nil, b, s, make([]float32, ConvWork(s)))
+		Add(want, want, add)
+		got := make([]float32, n)
+		Conv2dAdd(got, x, w, nil, b, add, s, make([]float32, ConvWork(s)))
+		for i := range want {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("%+v: element %d is %v, the convolution then Add gives %v", s, i, got[i], want[i])
+			}
+		}
+	}
+}
