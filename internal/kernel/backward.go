@@ -333,6 +333,13 @@ func (t *gnBackTask) Run(lo, hi int) {
 			// one another; they are combined in a fixed order.
 			var a0, a1, a2, a3, b0, b1, b2, b3 float64
 			j := 0
+			if useGNBackVector && len(d) >= 4 {
+				var sums [8]float64
+				j = len(d) &^ 3
+				gnBackSumsAVX2(&d[0], &xs[0], j, m, r, &sums)
+				a0, a1, a2, a3 = sums[0], sums[1], sums[2], sums[3]
+				b0, b1, b2, b3 = sums[4], sums[5], sums[6], sums[7]
+			}
 			for ; j+4 <= len(d); j += 4 {
 				v0, v1, v2, v3 := float64(d[j]), float64(d[j+1]), float64(d[j+2]), float64(d[j+3])
 				a0 += v0
@@ -367,8 +374,12 @@ func (t *gnBackTask) Run(lo, hi int) {
 			// r (v w - mg - (x - m) r mgx) = v (r w) + (x a + b).
 			rw, a := r*w, -r*r*mgx
 			b := -r*mg - m*a
+			if useGNBackVector && len(d) > 0 {
+				gnBackApplyAVX512(&out[0], &d[0], &xs[0], len(d), rw, a, b)
+				continue
+			}
 			for j, v := range d {
-				out[j] += float32(float64(v)*rw + float64(xs[j])*a + b)
+				out[j] += float32(float64(float64(v)*rw) + float64(float64(xs[j])*a) + b)
 			}
 		}
 	}
