@@ -40,7 +40,8 @@ type Options struct {
 	// Eta weighs the fresh noise of each DDIM step (0: deterministic).
 	Eta float64
 	// BatchSize is how many images run through the UNet at once (default
-	// min(N, 16)). It changes speed and memory, never the images.
+	// min(N, DefaultBatchSize())). It changes speed and memory, never the
+	// images.
 	BatchSize int
 	// ClassLabels conditions a class-conditional model: one label for
 	// every image, or one per image. Empty means unconditional sampling,
@@ -113,7 +114,7 @@ func (p *Pipeline) validate(o Options) (*request, error) {
 		r.Steps = DefaultSteps
 	}
 	if r.BatchSize == 0 {
-		r.BatchSize = min(r.N, 16)
+		r.BatchSize = min(r.N, p.DefaultBatchSize())
 	}
 	switch {
 	case r.N < 0 || r.N > MaxImages:

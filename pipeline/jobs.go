@@ -32,7 +32,7 @@ type JobOptions struct {
 	ClassLabels   []int
 	GuidanceScale float64
 	// BatchSize is how many images run through the UNet at once (default
-	// min(N, 16)); it never changes the results.
+	// min(N, DefaultBatchSize())); it never changes the results.
 	BatchSize int
 	// Progress, if set, is called after every denoising step.
 	Progress func(Progress)

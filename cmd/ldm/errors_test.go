@@ -283,6 +283,7 @@ func TestUserErrorsAreClear(t *testing.T) {
 		{"edit strength above 1", []string{"edit", "--model", tinyModel, "--direction", "d.safetensors", "--strength", "2", "-o", out, in}, 2, "--strength"},
 		{"eta above 1", []string{"sample", "--model", tinyModel, "--eta", "1.5"}, 2, "--eta must be in [0, 1]"},
 		{"millions of images in one grid", []string{"sample", "--model", tinyModel, "-n", "5000000", "-q", "-o", filepath.Join(tmp, "g.png")}, 1, "outside [1, 1048576]"},
+		{"negative batch", []string{"sample", "--model", tinyModel, "--batch-size", "-1"}, 2, "--batch-size must be 0 (the model's default) or more, got -1"},
 		{"huge batch", []string{"sample", "--model", tinyModel, "-n", "3000", "--batch-size", "3000", "-q", "-o", filepath.Join(tmp, "g.png")}, 1, "batch size 3000 outside [1, 1024]"},
 		{"huge eval", []string{"eval", "--model", tinyModel, "-n", "1000000000", "-q"}, 2, "-n must be at most 262144"},
 		{"huge training batch", []string{"train", "vae", "--data", data, "--size", "8", "--preset", "tiny", "--steps", "1", "--batch-size", "10000000", "-q", "--out", filepath.Join(tmp, "t")}, 1, "batch size 10000000 outside [1, 4096]"},

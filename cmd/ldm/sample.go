@@ -52,7 +52,7 @@ func runSample(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&f.steps, "steps", pipeline.DefaultSteps, "number of denoising steps")
 	fs.StringVar(&f.scheduler, "scheduler", "", "sampler: ddim, dpm++2m, euler, euler_a, heun, lms, pndm, unipc, ddpm, sde-dpm++2m (default: the model's own)")
 	fs.Float64Var(&f.eta, "eta", 0, "DDIM eta: the weight of fresh noise in each step")
-	fs.IntVar(&f.batch, "batch-size", 16, "images per UNet batch (changes speed and memory, never the images)")
+	fs.IntVar(&f.batch, "batch-size", 0, "images per UNet batch, 0 for the model's default (changes speed and memory, never the images)")
 	fs.IntVar(&f.class, "class", -1, "class label for class-conditional models (-1: unconditional)")
 	fs.Float64Var(&f.guidance, "guidance", 3, "classifier-free guidance scale with --class (1: none)")
 	fs.StringVar(&f.out, "o", "samples.png", "output grid PNG")
@@ -82,8 +82,8 @@ func runSample(ctx context.Context, e *env, args []string) error {
 	if f.steps <= 0 {
 		return usagef("--steps must be at least 1, got %d", f.steps)
 	}
-	if f.batch <= 0 {
-		return usagef("--batch-size must be at least 1, got %d", f.batch)
+	if f.batch < 0 {
+		return usagef("--batch-size must be 0 (the model's default) or more, got %d", f.batch)
 	}
 	if f.guidance < 0 {
 		return usagef("--guidance must be 0 or more, got %v", f.guidance)
