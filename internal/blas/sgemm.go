@@ -818,6 +818,10 @@ func cIndexOf(hw, m, ldc, i, j int) int {
 	return i*ldc + j
 }
 
+// KernelName names the active micro-kernel: "avx512", "avx2" or "go". A
+// kernel that reproduces the GEMM's bits for a special shape checks it.
+func KernelName() string { return active.name }
+
 // DirectWidth is the panel width of the active kernel when it can read B
 // in place (DirectB), else 0: a packer need only describe its panels for
 // a kernel that will use the description.

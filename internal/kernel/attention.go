@@ -8,6 +8,12 @@ import "github.com/ldm-go/ldm/internal/blas"
 // output element is the same sum.
 const attnParallelFlops = 1 << 21
 
+// attnSmallMax is the most positions for which attnSmall, one vector
+// register per row, replaces the two GEMMs of a pair: at the default
+// model's 4x4 and 2x2 attention the GEMMs' packing and dispatch cost far
+// more than their arithmetic.
+const attnSmallMax = 16
+
 // AttentionWork is the scratch AttentionCore needs, in floats.
 func AttentionWork(n, heads, hw, d int) int {
 	if attnSerial(hw, d) {
@@ -28,7 +34,7 @@ func AttentionCore(o, q, k, v []float32, n, heads, d, hw int, scale float32, wor
 		panic("kernel: AttentionCore: work too small")
 	}
 	t := attnTasks.get()
-	*t = attnTask{o: o, q: q, k: k, v: v, n: n, d: d, hw: hw, scale: scale, work: work}
+	*t = attnTask{o: o, q: q, k: k, v: v, n: n, d: d, hw: hw, scale: scale, work: work, small: attnSmallOK(hw)}
 	if attnSerial(hw, d) {
 		t.serial = true
 		t.Run(0, n*heads)
@@ -43,6 +49,7 @@ type attnTask struct {
 	n, d, hw         int
 	scale            float32
 	serial           bool
+	small            bool // the pairs run attnSmall
 }
 
 var attnTasks freeList[attnTask]
@@ -57,6 +64,10 @@ func (t *attnTask) Run(lo, hi int) {
 		if !t.serial {
 			scores = t.work[u*hw*hw:][:hw*hw]
 		}
+		if t.small {
+			attnSmall(t.o[off:], t.q[off:], t.k[off:], t.v[off:], scores, ld, d, hw, t.scale)
+			continue
+		}
 		// scores[i, j] = scale * sum_e q[e, i] k[e, j]
 		blas.Sgemm(true, false, hw, hw, d, t.scale, t.q[off:], ld, t.k[off:], ld, 0, scores, hw)
 		if t.serial {
@@ -68,6 +79,23 @@ func (t *attnTask) Run(lo, hi int) {
 		// o[e, i] = sum_j v[e, j] p[i, j]
 		blas.Sgemm(false, true, d, hw, hw, 1, t.v[off:], ld, scores, hw, 0, t.o[off:], ld)
 	}
+}
+
+// attnSmall is one (image, head) pair of AttentionCore for hw <=
+// attnSmallMax, with the bits of the GEMMs it replaces: the scores, their
+// softmax as SoftmaxRows computes it, and the output from the transposed
+// probabilities.
+func attnSmall(o, q, k, v, scores []float32, ld, d, hw int, scale float32) {
+	attnScores(scores, q, k, ld, d, hw, scale)
+	st := softmaxTask{x: scores, n: hw}
+	st.Run(0, hw)
+	var pt [attnSmallMax * attnSmallMax]float32
+	for i := range hw {
+		for j, p := range scores[i*hw : (i+1)*hw] {
+			pt[j*hw+i] = p
+		}
+	}
+	attnOut(o, v, pt[:hw*hw], ld, d, hw)
 }
 
 // FromChannelMajor writes src [c, n*hw] to dst [n, c, hw], adding bias[c]
