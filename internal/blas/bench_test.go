@@ -111,3 +111,32 @@ func BenchmarkKernel(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSgemmPackedA times the untransposed shapes with A packed once
+// (NewPackedA), as frozen model weights are: the difference from
+// BenchmarkSgemm is the packing of A and its barrier.
+func BenchmarkSgemmPackedA(b *testing.B) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, s := range benchShapes {
+		if s.transA || s.transB {
+			continue
+		}
+		rng := rand.New(rand.NewPCG(1, 1))
+		a, bm, c := randSlice(rng, s.m*s.k), randSlice(rng, s.k*s.n), make([]float32, s.m*s.n)
+		pa := NewPackedA(s.m, s.k, a, s.k)
+		for _, procs := range []int{1, 2} {
+			b.Run(fmt.Sprintf("%s/%s/procs=%d", active.name, s.name, procs), func(b *testing.B) {
+				runtime.GOMAXPROCS(procs)
+				peak := PeakGFLOPS(procs)
+				for b.Loop() {
+					SgemmA(pa, false, s.n, 1, bm, s.n, 0, c, s.n)
+				}
+				gflops := 2 * float64(s.m) * float64(s.n) * float64(s.k) * float64(b.N) / b.Elapsed().Seconds() / 1e9
+				b.ReportMetric(gflops, "GFLOP/s")
+				if peak > 0 {
+					b.ReportMetric(100*gflops/peak, "%peak")
+				}
+			})
+		}
+	}
+}
