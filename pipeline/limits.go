@@ -33,23 +33,25 @@ const (
 // DefaultBatchSize is the batch a request runs with when it names none:
 // as many images as fit defaultBatchValues, between 1 and 64.
 func (p *Pipeline) DefaultBatchSize() int {
-	h, w := p.LatentSize()
-	widest := 0
+	h, w, widest := p.widestActivation()
+	per := max(int64(widest)*int64(h)*int64(w), 1)
+	return int(max(min(defaultBatchValues/per, maxDefaultBatch), 1))
+}
+
+// widestActivation is the latent size and the widest UNet feature map's
+// channels, whose product sizes each activation of one image.
+func (p *Pipeline) widestActivation() (h, w, widest int) {
+	h, w = p.LatentSize()
 	for _, c := range p.UNet.Config.BlockOutChannels {
 		widest = max(widest, c)
 	}
-	per := max(int64(widest)*int64(h)*int64(w), 1)
-	return int(max(min(defaultBatchValues/per, maxDefaultBatch), 1))
+	return h, w, widest
 }
 
 // checkBatch refuses a batch whose UNet activations would exceed
 // MaxBatchValues.
 func (p *Pipeline) checkBatch(batch int) error {
-	h, w := p.LatentSize()
-	widest := 0
-	for _, c := range p.UNet.Config.BlockOutChannels {
-		widest = max(widest, c)
-	}
+	h, w, widest := p.widestActivation()
 	if v := int64(batch) * int64(widest) * int64(h) * int64(w); v > MaxBatchValues {
 		return fmt.Errorf("pipeline: a batch of %d at %dx%d latents with %d channels needs %d values per activation, over the limit of %d (MaxBatchValues); lower the batch size",
 			batch, h, w, widest, v, int64(MaxBatchValues))
