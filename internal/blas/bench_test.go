@@ -77,12 +77,7 @@ func BenchmarkSgemm(b *testing.B) {
 				for b.Loop() {
 					Sgemm(s.transA, s.transB, s.m, s.n, s.k, 1, a, lda, bm, ldb, 0, c, s.n)
 				}
-				gflops := 2 * float64(s.m) * float64(s.n) * float64(s.k) * float64(b.N) / b.Elapsed().Seconds() / 1e9
-				b.ReportMetric(gflops, "GFLOP/s")
-				if peak > 0 {
-					b.ReportMetric(100*gflops/peak, "%peak")
-					b.ReportMetric(peak, "peak-GFLOP/s")
-				}
+				reportGFLOPS(b, s, peak)
 			})
 		}
 	}
@@ -131,12 +126,19 @@ func BenchmarkSgemmPackedA(b *testing.B) {
 				for b.Loop() {
 					SgemmA(pa, false, s.n, 1, bm, s.n, 0, c, s.n)
 				}
-				gflops := 2 * float64(s.m) * float64(s.n) * float64(s.k) * float64(b.N) / b.Elapsed().Seconds() / 1e9
-				b.ReportMetric(gflops, "GFLOP/s")
-				if peak > 0 {
-					b.ReportMetric(100*gflops/peak, "%peak")
-				}
+				reportGFLOPS(b, s, peak)
 			})
 		}
+	}
+}
+
+// reportGFLOPS reports the rate of b's loop over GEMMs of shape s, and its
+// share of the measured peak (0 when there is no peak loop).
+func reportGFLOPS(b *testing.B, s gemmShape, peak float64) {
+	gflops := 2 * float64(s.m) * float64(s.n) * float64(s.k) * float64(b.N) / b.Elapsed().Seconds() / 1e9
+	b.ReportMetric(gflops, "GFLOP/s")
+	if peak > 0 {
+		b.ReportMetric(100*gflops/peak, "%peak")
+		b.ReportMetric(peak, "peak-GFLOP/s")
 	}
 }

@@ -1,9 +1,6 @@
 package kernel
 
-import (
-	"github.com/ldm-go/ldm/internal/blas"
-	"github.com/ldm-go/ldm/internal/simd"
-)
+import "github.com/ldm-go/ldm/internal/blas"
 
 // attnScoresAVX512 writes scores[i*hw+j] = scale * sum over e < d of
 // q[e*ld+i] k[e*ld+j], for i, j < hw <= 16.
@@ -19,9 +16,10 @@ func attnOutAVX512(o, v, pt *float32, ld, d, hw int)
 
 // attnSmallOK reports whether attnSmall may replace the two GEMMs of an
 // (image, head) pair over hw positions: only when the GEMM itself runs the
-// AVX-512 kernel, whose bits it reproduces.
+// AVX-512 kernel, whose bits it reproduces (that kernel exists only where
+// the kernels may use AVX-512).
 func attnSmallOK(hw int) bool {
-	return hw <= attnSmallMax && simd.HasAVX512() && blas.KernelName() == "avx512"
+	return hw <= attnSmallMax && blas.KernelName() == "avx512"
 }
 
 func attnScores(scores, q, k []float32, ld, d, hw int, scale float32) {
