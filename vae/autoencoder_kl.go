@@ -13,8 +13,8 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/ldm-go/ldm/internal/jsonconf"
-	"github.com/ldm-go/ldm/internal/workers"
 	"github.com/ldm-go/ldm/internal/safetensors"
+	"github.com/ldm-go/ldm/internal/workers"
 	"github.com/ldm-go/ldm/nn"
 )
 

@@ -280,8 +280,8 @@ func (t *wgTask) outputTransformGo(o int) {
 		plane := t.dst[(n*s.OutC+o)*h*w:][:h*w]
 		for i := 0; i < 2; i++ {
 			row := plane[(2*ty+i)*w:]
-			row[2*tx] = ((q[i][0]+q[i][1])+q[i][2]) + b
-			row[2*tx+1] = ((q[i][1]-q[i][2])-q[i][3]) + b
+			row[2*tx] = ((q[i][0] + q[i][1]) + q[i][2]) + b
+			row[2*tx+1] = ((q[i][1] - q[i][2]) - q[i][3]) + b
 		}
 	}
 }
