@@ -15,6 +15,13 @@ type microKernel struct {
 	// untransposed source (rows ldb apart) and storing it packed into bpack
 	// on the way, for the first pass over each panel.
 	fnPack func(kc int, a, b []float32, ldb int, bpack, c []float32, ldc int, alpha, beta float32, loadC bool)
+	// fnRows and fnPackRows, when not nil, are fn and fnPack reading A's
+	// full panel unpacked from its mr rows (lda apart) in a row-major A.
+	fnRows     func(kc int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, loadC bool)
+	fnPackRows func(kc int, a []float32, lda int, b []float32, ldb int, bpack, c []float32, ldc int, alpha, beta float32, loadC bool)
+	// fnHalf, when not nil, is fn for the first nr/2 columns alone: the
+	// same bits there, for panels with no more columns than that.
+	fnHalf func(kc int, a, b, c []float32, ldc int, alpha, beta float32, loadC bool)
 	// fnDirect, when not nil, is fn reading B in place as DirectB
 	// describes, for panels of nr/2 = 16 columns per half.
 	fnDirect func(kc int, a, base []float32, tab []int32, c []float32, ldc int, alpha, beta float32, loadC bool)

@@ -20,7 +20,7 @@ var kernels = amd64Kernels()
 func amd64Kernels() []*microKernel {
 	var ks []*microKernel
 	if simd.HasAVX512() {
-		ks = append(ks, &microKernel{name: "avx512", mr: 8, nr: 32, kc: 256, nc: 512, fn: goAVX512, packRows: goPackRows32, fnPack: goPackAVX512, packA8: goPackA8, fnDirect: goDirectAVX512, addBias: goAddBiasAVX512, addTile: goAddTileAVX512})
+		ks = append(ks, &microKernel{name: "avx512", mr: 8, nr: 32, kc: 256, nc: 512, fn: goAVX512, packRows: goPackRows32, fnPack: goPackAVX512, fnRows: goRowsAVX512, fnHalf: goHalfAVX512, fnPackRows: goPackRowsAVX512, packA8: goPackA8, fnDirect: goDirectAVX512, addBias: goAddBiasAVX512, addTile: goAddTileAVX512})
 	}
 	if simd.HasAVX2FMA() {
 		ks = append(ks, &microKernel{name: "avx2", mr: 6, nr: 16, kc: 256, nc: 512, fn: goAVX2, packRows: goPackRows16, fnPack: goPackAVX2})
@@ -113,6 +113,37 @@ func goPackAVX2(kc int, a, b []float32, ldb int, bpack, c []float32, ldc int, al
 	_ = bpack[16*kc-1]
 	_ = c[5*ldc+15]
 	kernelPackAVX2(kc, &a[0], &b[0], ldb, &bpack[0], &c[0], ldc, alpha, beta, b2i(loadC))
+}
+
+//go:noescape
+func kernelHalfAVX512(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC int)
+
+func goHalfAVX512(kc int, a, b, c []float32, ldc int, alpha, beta float32, loadC bool) {
+	_ = a[8*kc-1]
+	_ = b[32*(kc-1)+15]
+	_ = c[7*ldc+15]
+	kernelHalfAVX512(kc, &a[0], &b[0], &c[0], ldc, alpha, beta, b2i(loadC))
+}
+
+//go:noescape
+func kernelRowsAVX512(kc int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32, loadC int)
+
+//go:noescape
+func kernelPackRowsAVX512(kc int, a *float32, lda int, b *float32, ldb int, bpack, c *float32, ldc int, alpha, beta float32, loadC int)
+
+func goRowsAVX512(kc int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, loadC bool) {
+	_ = a[7*lda+kc-1]
+	_ = b[32*kc-1]
+	_ = c[7*ldc+31]
+	kernelRowsAVX512(kc, &a[0], lda, &b[0], &c[0], ldc, alpha, beta, b2i(loadC))
+}
+
+func goPackRowsAVX512(kc int, a []float32, lda int, b []float32, ldb int, bpack, c []float32, ldc int, alpha, beta float32, loadC bool) {
+	_ = a[7*lda+kc-1]
+	_ = b[(kc-1)*ldb+31]
+	_ = bpack[32*kc-1]
+	_ = c[7*ldc+31]
+	kernelPackRowsAVX512(kc, &a[0], lda, &b[0], ldb, &bpack[0], &c[0], ldc, alpha, beta, b2i(loadC))
 }
 
 //go:noescape

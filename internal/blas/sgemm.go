@@ -2,7 +2,6 @@ package blas
 
 import (
 	"fmt"
-	"runtime"
 	"sync/atomic"
 
 	"github.com/ldm-go/ldm/internal/workers"
@@ -139,21 +138,27 @@ type gemm struct {
 	bias, add []float32
 	imageHW   int
 	// prepacked, when not nil, is A already packed (a PackedA's data),
-	// used in place of apack without packing.
+	// used in place of the apack buffers without packing.
 	prepacked        []float32
 	lda, ldb, ldc    int
 	kc, mpad         int
 	panelsM          int
 	tasksM, tasksN   int
 	rowsPer, colsPer int
-	apack            []float32
-	bpack, tiles     [][]float32
+	// rowsA says the kernel reads A's full row panels where they lie;
+	// the others are packed into apack[w], goroutine w's own copy, a unit
+	// at a time as its tasks first need them (apacked[w] marks those
+	// done). Sharing one packed copy made each core read the panels the
+	// other had just written, after a barrier.
+	rowsA        bool
+	apack        [][]float32
+	apacked      [][]bool
+	bpack, tiles [][]float32
 	// direct[w] holds goroutine w's panels read in place (DirectB).
-	direct              [][]directPanel
-	procs               int
-	units1, units2      int
-	next1, done1, next2 atomic.Int64
-	done2, wid          atomic.Int64
+	direct            [][]directPanel
+	procs             int
+	units2            int
+	next2, done2, wid atomic.Int64
 	// refs counts the goroutines still holding the call: the last to let
 	// go puts it back on the free list, which may be a helper that arrives
 	// after the call has returned.
@@ -210,8 +215,9 @@ func (g *gemm) setup(kern *microKernel, transA, transB bool, m, n, k int, alpha 
 	}
 	g.procs = min(procs, g.tasksM*g.tasksN)
 
-	g.apack = grow(g.apack, g.mpad*k)
 	for len(g.bpack) < g.procs {
+		g.apack = append(g.apack, nil)
+		g.apacked = append(g.apacked, nil)
 		g.bpack = append(g.bpack, nil)
 		g.tiles = append(g.tiles, nil)
 	}
@@ -228,13 +234,18 @@ func (g *gemm) setup(kern *microKernel, transA, transB bool, m, n, k int, alpha 
 // release); the caller must not use g afterwards. It returns as soon as all
 // of C is done: a helper that has not started yet is not waited for.
 func (g *gemm) compute() {
-	g.units1 = ceilDiv(g.k, g.kc) * g.panelsM
-	if g.prepacked != nil {
-		g.units1 = 0
+	g.rowsA = g.prepacked == nil && !g.transA && g.kern.fnRows != nil && g.lda%1024 != 0
+	if g.prepacked == nil {
+		units := ceilDiv(g.k, g.kc) * g.panelsM
+		for w := 0; w < g.procs; w++ {
+			if cap(g.apacked[w]) < units {
+				g.apacked[w] = make([]bool, units)
+			}
+			g.apacked[w] = g.apacked[w][:units]
+			clear(g.apacked[w])
+		}
 	}
 	g.units2 = g.tasksM * g.tasksN
-	g.next1.Store(0)
-	g.done1.Store(0)
 	g.next2.Store(0)
 	g.done2.Store(0)
 	g.wid.Store(0)
@@ -262,26 +273,12 @@ func (g *gemm) release() {
 }
 
 // work is run by each of the g.procs goroutines on the call: this one and
-// procs-1 helpers. Units of work are claimed from counters, so a core slowed
-// by another process just takes fewer of them; which goroutine runs a unit
-// never changes its result. All of A is packed first, shared by everyone,
-// behind a barrier that is only waited at when a unit is still in progress.
-// work reports whether this goroutine completed the call's last block of C.
+// procs-1 helpers. Blocks of C are claimed from a counter, so a core slowed
+// by another process just takes fewer of them; which goroutine runs a block
+// never changes its result. work reports whether this goroutine completed
+// the call's last block of C.
 func (g *gemm) work() bool {
 	w := int(g.wid.Add(1) - 1)
-	for {
-		u := int(g.next1.Add(1) - 1)
-		if u >= g.units1 {
-			break
-		}
-		g.packPanelA(u)
-		g.done1.Add(1)
-	}
-	for spins := 0; int(g.done1.Load()) < g.units1; spins++ {
-		if spins%64 == 63 {
-			runtime.Gosched()
-		}
-	}
 	for {
 		u := int(g.next2.Add(1) - 1)
 		if u >= g.units2 {
@@ -294,14 +291,9 @@ func (g *gemm) work() bool {
 	}
 }
 
-// packPanelA packs unit u: one mr-row panel of one k block. Block pc starts
-// at pc*mpad in apack, and panel i at i*kcb within its block.
-func (g *gemm) packPanelA(u int) {
-	packPanelA(g.kern, g.apack, g.transA, g.a, g.lda, g.m, g.k, g.kc, g.mpad, g.panelsM, u)
-}
-
 // packPanelA packs unit u of op(A) (m x k, k blocks of kc) into apack for
-// kern, as gemm.packPanelA describes.
+// kern: one mr-row panel of one k block. Block pc starts at pc*mpad in
+// apack, and panel i at i*kcb within its block.
 func packPanelA(kern *microKernel, apack []float32, transA bool, a []float32, lda, m, k, kc, mpad, panelsM, u int) {
 	mr := kern.mr
 	pc := (u / panelsM) * kc
@@ -467,6 +459,7 @@ func (g *gemm) multiply(w, u int) {
 	panels := ceilDiv(n1-n0, nr)
 	tile := g.tiles[w][:mr*nr]
 	dp := g.directPanels(w, n0, n1)
+	inPlace := g.rowsA && dp == nil // fnDirect reads A packed
 	for pc := 0; pc < g.k; pc += g.kc {
 		kcb := min(g.kc, g.k-pc)
 		bp := g.bpack[w][:panels*nr*kcb]
@@ -493,22 +486,38 @@ func (g *gemm) multiply(w, u int) {
 		if pc > 0 {
 			beta, loadC = 1, true
 		}
-		apack := g.apack
-		if g.prepacked != nil {
-			apack = g.prepacked
+		apack := g.prepacked
+		if apack == nil {
+			for i := m0; i < m1; i += mr {
+				if inPlace && i+mr <= g.m {
+					continue
+				}
+				g.apack[w] = grow(g.apack[w], g.mpad*g.k)
+				apack = g.apack[w]
+				u := (pc/g.kc)*g.panelsM + i/mr
+				if done := g.apacked[w]; !done[u] {
+					packPanelA(kern, apack, g.transA, g.a, g.lda, g.m, g.k, g.kc, g.mpad, g.panelsM, u)
+					done[u] = true
+				}
+			}
 		}
-		ablock := apack[pc*g.mpad:]
+		var ablock []float32
+		if apack != nil {
+			ablock = apack[pc*g.mpad:]
+		}
 		last := pc+g.kc >= g.k
-		for i := m0; i < m1; i += mr {
-			ap := ablock[i*kcb : (i+mr)*kcb]
-			rows := min(mr, g.m-i)
-			for q := 0; q < panels; q++ {
-				j := n0 + q*nr
-				bq := bp[q*nr*kcb : (q+1)*nr*kcb]
-				cols := min(nr, g.n-j)
+		// Panel by panel of B, each kept in L1 while the row panels of A
+		// stream past it: reading every B panel again from L2 for each row
+		// panel (rows outermost) cost a tenth of the two-core rate.
+		for q := 0; q < panels; q++ {
+			j := n0 + q*nr
+			bq := bp[q*nr*kcb : (q+1)*nr*kcb]
+			cols := min(nr, g.n-j)
+			for i := m0; i < m1; i += mr {
+				rows := min(mr, g.m-i)
 				packNow := fused && i == m0 && cols == nr
 				if dp != nil && dp[q].tab != nil {
-					d := dp[q]
+					d, ap := dp[q], ablock[i*kcb:(i+mr)*kcb]
 					if rows == mr {
 						ct, ldc := g.cTile(i, j)
 						kern.fnDirect(kcb, ap, d.base, d.tab[4*pc:], ct, ldc, g.alpha, beta, loadC)
@@ -519,6 +528,23 @@ func (g *gemm) multiply(w, u int) {
 					g.addTile(tile, i, j, rows, cols, beta, loadC, last)
 					continue
 				}
+				if inPlace && rows == mr {
+					ar := g.a[i*g.lda+pc:]
+					if cols < nr {
+						kern.fnRows(kcb, ar, g.lda, bq, tile, nr, 1, 0, false)
+						g.addTile(tile, i, j, rows, cols, beta, loadC, last)
+						continue
+					}
+					ct, ldc := g.cTile(i, j)
+					if packNow {
+						kern.fnPackRows(kcb, ar, g.lda, g.b[pc*g.ldb+j:], g.ldb, bq, ct, ldc, g.alpha, beta, loadC)
+					} else {
+						kern.fnRows(kcb, ar, g.lda, bq, ct, ldc, g.alpha, beta, loadC)
+					}
+					g.finishTile(ct, ldc, i, j, last)
+					continue
+				}
+				ap := ablock[i*kcb : (i+mr)*kcb]
 				if rows == mr && cols == nr {
 					ct, ldc := g.cTile(i, j)
 					if packNow {
@@ -529,9 +555,12 @@ func (g *gemm) multiply(w, u int) {
 					g.finishTile(ct, ldc, i, j, last)
 					continue
 				}
-				if packNow {
+				switch {
+				case packNow:
 					kern.fnPack(kcb, ap, g.b[pc*g.ldb+j:], g.ldb, bq, tile, nr, 1, 0, false)
-				} else {
+				case cols <= nr/2 && kern.fnHalf != nil:
+					kern.fnHalf(kcb, ap, bq, tile, nr, 1, 0, false)
+				default:
 					kern.fn(kcb, ap, bq, tile, nr, 1, 0, false)
 				}
 				g.addTile(tile, i, j, rows, cols, beta, loadC, last)
@@ -602,6 +631,40 @@ func addRowBias(c []float32, ldc int, bias []float32, cols int) {
 // the last k block get the bias.
 func (g *gemm) addTile(tile []float32, i, j, rows, cols int, beta float32, loadC, last bool) {
 	nr := g.kern.nr
+	if g.imageHW == 0 {
+		// Rows of C are runs: the same arithmetic on slices, without an
+		// index computation per element (small batches make every tile of
+		// some layers ragged).
+		for r := 0; r < rows; r++ {
+			tr := tile[r*nr : r*nr+cols]
+			cr := g.c[(i+r)*g.ldc+j:][:cols]
+			if loadC {
+				for x, v := range tr {
+					cr[x] = g.alpha*v + beta*cr[x]
+				}
+			} else {
+				for x, v := range tr {
+					cr[x] = g.alpha * v
+				}
+			}
+			if !last {
+				continue
+			}
+			if g.bias != nil {
+				b := g.bias[i+r]
+				for x := range cr {
+					cr[x] += b
+				}
+			}
+			if g.add != nil {
+				ar := g.add[(i+r)*g.ldc+j:][:cols]
+				for x := range cr {
+					cr[x] += ar[x]
+				}
+			}
+		}
+		return
+	}
 	for r := 0; r < rows; r++ {
 		tr := tile[r*nr : r*nr+cols]
 		var b float32

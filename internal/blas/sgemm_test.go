@@ -299,7 +299,10 @@ func TestSgemmPackedMatchesSgemm(t *testing.T) {
 // TestPackedAMatchesSgemm checks that a pre-packed A gives Sgemm's bits
 // with every kernel, with B as a matrix (both transposes) and from a
 // packer, on one thread and two; and that an A packed for one kernel still
-// gives the bits of another when that one is active.
+// gives the bits of another when that one is active. Where the kernel can
+// read A's rows in place, Sgemm does so for its full row panels (all but
+// the k = 1024 case, whose rows would share cache sets), so this also
+// checks those kernels against the packed ones.
 func TestPackedAMatchesSgemm(t *testing.T) {
 	cases := []gemmCase{
 		{m: 1, n: 1, k: 1, alpha: 1},
@@ -307,6 +310,7 @@ func TestPackedAMatchesSgemm(t *testing.T) {
 		{m: 17, n: 5, k: 70, alpha: 1, beta: 1},
 		{m: 67, n: 611, k: 601, pad: 5, alpha: 1},
 		{m: 130, n: 40, k: 1152, pad: 3, alpha: 1, beta: 0.7},
+		{m: 16, n: 70, k: 1024, alpha: 1},
 		{m: 5, n: 3, k: 0, alpha: 1, beta: 0.5},
 	}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
@@ -518,4 +522,40 @@ func TestSgemmConvMatchesSgemm(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestHalfKernelMatchesKernel checks the narrow kernels against the full
+// ones on the first half of a panel's columns, bit for bit, writing and
+// accumulating into C, and that they leave the other columns alone.
+func TestHalfKernelMatchesKernel(t *testing.T) {
+	ran := false
+	for _, k := range kernels {
+		if k.fnHalf == nil {
+			continue
+		}
+		ran = true
+		rng := rand.New(rand.NewPCG(5, 6))
+		for _, kc := range []int{1, 3, 4, 7, 64, 231} {
+			a, b := randSlice(rng, k.mr*kc), randSlice(rng, k.nr*kc)
+			c0 := randSlice(rng, k.mr*k.nr)
+			for _, loadC := range []bool{false, true} {
+				want := append([]float32(nil), c0...)
+				got := append([]float32(nil), c0...)
+				k.fn(kc, a, b, want, k.nr, 0.5, -1.5, loadC)
+				k.fnHalf(kc, a, b, got, k.nr, 0.5, -1.5, loadC)
+				for i := range got {
+					w := want[i]
+					if i%k.nr >= k.nr/2 {
+						w = c0[i]
+					}
+					if math.Float32bits(got[i]) != math.Float32bits(w) {
+						t.Fatalf("%s kc=%d loadC=%v: c[%d] = %v, want %v", k.name, kc, loadC, i, got[i], w)
+					}
+				}
+			}
+		}
+	}
+	if !ran && kernelNamed("avx512") != nil {
+		t.Fatal("the AVX-512 kernel has no half-width variant")
+	}
 }
