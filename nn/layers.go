@@ -200,7 +200,28 @@ func (l *Linear) Forward(x []float32, n int) []float32 { return l.ForwardWS(nil,
 // ForwardWS is Forward with the output from ws.
 func (l *Linear) ForwardWS(ws *Workspace, x []float32, n int) []float32 {
 	y := ws.Floats(n * l.Out)
-	blas.Sgemm(false, true, n, l.Out, l.In, 1, x, l.In, l.Weight.Data, l.In, 0, y, l.Out)
+	if n < l.Out {
+		// Few rows, as a batch's timestep embeddings: the weight as A,
+		// packed once or read in place, and the small transposed product
+		// transposed back. As y = x W^T the GEMM would pack all of W^T,
+		// element by element, on every call. Each output is the same dot
+		// product summed in the same order either way, so the bits agree.
+		yt := ws.Floats(l.Out * n)
+		if pa := l.packed(); pa != nil {
+			blas.SgemmA(pa, true, n, 1, x, l.In, 0, yt, n)
+		} else {
+			blas.Sgemm(false, true, l.Out, n, l.In, 1, l.Weight.Data, l.In, x, l.In, 0, yt, n)
+		}
+		for i := 0; i < n; i++ {
+			row := y[i*l.Out : (i+1)*l.Out]
+			for j := range row {
+				row[j] = yt[j*n+i]
+			}
+		}
+		ws.Release(yt)
+	} else {
+		blas.Sgemm(false, true, n, l.Out, l.In, 1, x, l.In, l.Weight.Data, l.In, 0, y, l.Out)
+	}
 	for i := 0; i < n; i++ {
 		row := y[i*l.Out : (i+1)*l.Out]
 		for j, b := range l.Bias.Data {
