@@ -555,6 +555,12 @@ func (g *gemm) multiply(w, u int) {
 					g.finishTile(ct, ldc, i, j, last)
 					continue
 				}
+				if rows == mr && cols == nr/2 && kern.fnHalf != nil && !packNow {
+					ct, ldc := g.cTile(i, j)
+					kern.fnHalf(kcb, ap, bq, ct, ldc, g.alpha, beta, loadC)
+					g.finishHalfTile(ct, ldc, i, j, last)
+					continue
+				}
 				switch {
 				case packNow:
 					kern.fnPack(kcb, ap, g.b[pc*g.ldb+j:], g.ldb, bq, tile, nr, 1, 0, false)
@@ -608,6 +614,26 @@ func (g *gemm) finishTile(ct []float32, ldc, i, j int, last bool) {
 		}
 		for r := 0; r < g.kern.mr; r++ {
 			row, ar := ct[r*ldc:r*ldc+g.kern.nr], at[r*ldc:r*ldc+g.kern.nr]
+			for x := range row {
+				row[x] += ar[x]
+			}
+		}
+	}
+}
+
+// finishHalfTile is finishTile for a tile of nr/2 columns.
+func (g *gemm) finishHalfTile(ct []float32, ldc, i, j int, last bool) {
+	if !last {
+		return
+	}
+	mr, cols := g.kern.mr, g.kern.nr/2
+	if g.bias != nil {
+		addRowBias(ct, ldc, g.bias[i:i+mr], cols)
+	}
+	if g.add != nil {
+		at := g.add[g.cIndex(i, j):]
+		for r := 0; r < mr; r++ {
+			row, ar := ct[r*ldc:r*ldc+cols], at[r*ldc:r*ldc+cols]
 			for x := range row {
 				row[x] += ar[x]
 			}

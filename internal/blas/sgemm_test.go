@@ -311,6 +311,7 @@ func TestPackedAMatchesSgemm(t *testing.T) {
 		{m: 67, n: 611, k: 601, pad: 5, alpha: 1},
 		{m: 130, n: 40, k: 1152, pad: 3, alpha: 1, beta: 0.7},
 		{m: 16, n: 70, k: 1024, alpha: 1},
+		{m: 24, n: 48, k: 300, pad: 1, alpha: 0.5, beta: 0.25},
 		{m: 5, n: 3, k: 0, alpha: 1, beta: 0.5},
 	}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
@@ -472,7 +473,9 @@ func TestDirectBMatchesSgemm(t *testing.T) {
 // or plain, on one thread and two.
 func TestSgemmConvMatchesSgemm(t *testing.T) {
 	type conv struct{ m, k, hw, images int }
-	cases := []conv{{8, 9, 32, 1}, {16, 144, 64, 3}, {13, 37, 32, 5}, {64, 300, 1024, 2}, {130, 20, 64, 2}}
+	// hw 48 and 16 leave panels of 16 columns (laid out plainly only:
+	// image-major needs a multiple of 32).
+	cases := []conv{{8, 9, 32, 1}, {16, 144, 64, 3}, {13, 37, 32, 5}, {64, 300, 1024, 2}, {130, 20, 64, 2}, {24, 300, 48, 1}, {16, 1152, 16, 1}}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	forEachKernel(t, func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(17, 18))
@@ -504,11 +507,13 @@ func TestSgemmConvMatchesSgemm(t *testing.T) {
 							src = newDirectPacker(b, n, tc.k, n, zero)
 						}
 						got := make([]float32, len(want))
-						SgemmConv(tc.m, n, tc.k, a, packed, src, got, Epilogue{Bias: bias, Add: res, ImageHW: tc.hw})
 						what := fmt.Sprintf("%+v, GOMAXPROCS %d, packed A %v, in place %v", tc, procs, packed != nil, direct)
-						for i := range want {
-							if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-								t.Fatalf("%s: image-major c[%d] is %v, want %v", what, i, got[i], want[i])
+						if tc.hw%32 == 0 {
+							SgemmConv(tc.m, n, tc.k, a, packed, src, got, Epilogue{Bias: bias, Add: res, ImageHW: tc.hw})
+							for i := range want {
+								if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+									t.Fatalf("%s: image-major c[%d] is %v, want %v", what, i, got[i], want[i])
+								}
 							}
 						}
 						SgemmConv(tc.m, n, tc.k, a, packed, src, got, Epilogue{Bias: bias, Add: res})
