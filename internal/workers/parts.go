@@ -14,9 +14,13 @@ type Started struct {
 	done chan struct{}
 }
 
-// Wait returns when the part has run, and recycles s.
+// Wait returns when the part has run, and recycles s. Like the helpers,
+// it polls briefly before parking: the parts of a split batch end close
+// together, and a parked thread takes long to wake on a virtual machine.
 func (s *Started) Wait() {
-	<-s.done
+	if _, ok := poll(s.done); !ok {
+		<-s.done
+	}
 	s.p = nil
 	started.Put(s)
 }
@@ -34,14 +38,16 @@ var partWorkers struct {
 }
 
 // Start runs p on a part worker, creating one if fewer than workers exist.
-// It waits for a free worker: workers never wait for callers, so
-// concurrent split jobs only queue. The caller should Reserve a core for
+// The part queues until a worker is free: workers never wait for callers,
+// so concurrent split jobs only queue. The caller should Reserve a core for
 // each part it starts while they run.
 func Start(p Part, workers int) *Started {
 	pw := &partWorkers
 	pw.mu.Lock()
 	if pw.jobs == nil {
-		pw.jobs = make(chan *Started)
+		// Buffered, so that the caller goes on to its own part at once
+		// instead of parking until a worker (polling, or waking) takes it.
+		pw.jobs = make(chan *Started, 64)
 	}
 	for ; pw.n < workers; pw.n++ {
 		go partWorker(pw.jobs)
@@ -53,8 +59,15 @@ func Start(p Part, workers int) *Started {
 	return s
 }
 
+// partWorker runs parts, polling briefly for the next before parking: a
+// split job's next call follows within microseconds when a model runs
+// step after step.
 func partWorker(jobs <-chan *Started) {
-	for s := range jobs {
+	for {
+		s, ok := poll(jobs)
+		if !ok {
+			s = <-jobs
+		}
 		s.p.RunPart()
 		s.done <- struct{}{}
 	}

@@ -44,28 +44,29 @@ const spin = 100 * time.Microsecond
 
 func helper(jobs <-chan Job) {
 	for {
-		j := poll(jobs)
-		if j == nil {
+		j, ok := poll(jobs)
+		if !ok {
 			j = <-jobs
 		}
 		j.Work()
 	}
 }
 
-// poll polls jobs for up to spin and returns nil if none came.
-func poll(jobs <-chan Job) Job {
+// poll polls ch for up to spin and reports whether a value came.
+func poll[T any](ch <-chan T) (T, bool) {
 	var start time.Time
 	for i := 0; ; i++ {
 		select {
-		case j := <-jobs:
-			return j
+		case v := <-ch:
+			return v, true
 		default:
 		}
 		if i%64 == 0 {
 			if i == 0 {
 				start = time.Now()
 			} else if time.Since(start) > spin {
-				return nil
+				var zero T
+				return zero, false
 			}
 		}
 		// Yield now and then, not on every poll: the scheduler lock it
