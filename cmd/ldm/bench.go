@@ -29,7 +29,7 @@ func init() {
 }
 
 // benchWorkloads are the names --what takes, in the order they run.
-var benchWorkloads = []string{"gemm", "unet", "step", "vae", "generate", "train"}
+var benchWorkloads = []string{"gemm", "unet", "step", "vae", "generate", "train", "scaling"}
 
 // benchReport is what bench prints; times are medians in seconds.
 type benchReport struct {
@@ -61,10 +61,22 @@ type benchReport struct {
 	TrainStepsPerS float64 `json:"train_steps_per_s,omitempty"`
 	TrainPeakRSSMB float64 `json:"train_peak_rss_mb,omitempty"`
 	PeakRSSMB      float64 `json:"peak_rss_mb"`
+	// Scaling compares one thread with Threads on the same batches, in
+	// alternating rounds so that both see the same machine.
+	Scaling []benchScaling `json:"scaling,omitempty"`
 	// PeakGFLOPS is the FMA peak on Threads cores, measured beside the
 	// GEMM; 0 where no assembly loop exists to measure it.
 	PeakGFLOPS float64 `json:"peak_gflops,omitempty"`
 	GemmShare  float64 `json:"gemm_share_of_peak,omitempty"`
+}
+
+// benchScaling is one workload timed on one thread and on all of them.
+type benchScaling struct {
+	Workload   string  `json:"workload"` // "unet" (forward) or "vae" (decode)
+	Batch      int     `json:"batch"`
+	OneThreadS float64 `json:"one_thread_s"`
+	ThreadsS   float64 `json:"threads_s"`
+	SpeedUp    float64 `json:"speed_up"`
 }
 
 func runBench(ctx context.Context, e *env, args []string) error {
@@ -182,6 +194,11 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		r.TrainStepsPerS = 1 / r.TrainStepS
 		r.TrainPeakRSSMB = peakRSSMB()
 	}
+	if want["scaling"] && *threads > 1 {
+		if r.Scaling, err = b.scaling(*threads, h, w); err != nil {
+			return err
+		}
+	}
 	r.PeakRSSMB = peakRSSMB()
 	if *asJSON {
 		enc := json.NewEncoder(e.stdout)
@@ -218,11 +235,16 @@ func (b *bencher) time(f func() error) (float64, error) {
 		}
 		d[i] = time.Since(start).Seconds()
 	}
+	return median(d), nil
+}
+
+// median sorts d and returns its median.
+func median(d []float64) float64 {
 	slices.Sort(d)
 	if len(d)%2 == 1 {
-		return d[len(d)/2], nil
+		return d[len(d)/2]
 	}
-	return (d[len(d)/2-1] + d[len(d)/2]) / 2, nil
+	return (d[len(d)/2-1] + d[len(d)/2]) / 2
 }
 
 // gemm times the im2col GEMM of a 3x3 convolution at the UNet's second
@@ -314,19 +336,81 @@ func (b *bencher) schedulerStep(n, c, h, w int) (float64, error) {
 	return sec / float64(per), err
 }
 
-func (b *bencher) vaeDecode(n, h, w int) (float64, error) {
+// latents are n seeded random latents for the pipeline's autoencoder, or
+// nil when it has none.
+func (b *bencher) latents(n, h, w int) *nn.Tensor {
 	var lc int
-	if b.p.VAE != nil {
+	switch {
+	case b.p.VAE != nil:
 		lc = b.p.VAE.Config.LatentChannels
-	} else {
+	case b.p.VQ != nil:
 		lc = b.p.VQ.Config.LatentChannels
+	default:
+		return nil
 	}
 	z := nn.NewTensor(n, lc, h, w)
 	nn.NewRNG(4, 0).FillNormal(z.Data)
+	return z
+}
+
+func (b *bencher) vaeDecode(n, h, w int) (float64, error) {
+	z := b.latents(n, h, w)
 	return b.time(func() error {
 		_, err := b.p.DecodeLatents(z)
 		return err
 	})
+}
+
+// scalingBatches are the batches the scaling workload times: the sizes
+// from which the project asks two cores to run 1.7 times as fast as one.
+var scalingBatches = []int{8, 16, 32}
+
+// scaling times the UNet forward and the VAE decode at scalingBatches on
+// one thread and on threads, alternating the two settings run by run
+// (warmup untimed runs of each first), and reports the medians.
+func (b *bencher) scaling(threads, h, w int) ([]benchScaling, error) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	var out []benchScaling
+	for _, n := range scalingBatches {
+		x, ts, labels := b.unetInput(n, h, w)
+		ws := nn.NewWorkspace()
+		work := map[string]func() error{"unet": func() error {
+			y, err := b.p.UNet.ForwardWS(ws, x, ts, labels)
+			ws.ReleaseTensor(y)
+			return err
+		}}
+		if z := b.latents(n, h, w); z != nil {
+			work["vae"] = func() error {
+				_, err := b.p.DecodeLatents(z)
+				return err
+			}
+		}
+		for _, name := range []string{"unet", "vae"} {
+			f := work[name]
+			if f == nil {
+				continue
+			}
+			var d [2][]float64
+			for i := 0; i < b.warmup+b.repeats; i++ {
+				for k, procs := range []int{1, threads} {
+					if err := b.ctx.Err(); err != nil {
+						return nil, err
+					}
+					runtime.GOMAXPROCS(procs)
+					start := time.Now()
+					if err := f(); err != nil {
+						return nil, err
+					}
+					if i >= b.warmup {
+						d[k] = append(d[k], time.Since(start).Seconds())
+					}
+				}
+			}
+			one, all := median(d[0]), median(d[1])
+			out = append(out, benchScaling{Workload: name, Batch: n, OneThreadS: one, ThreadsS: all, SpeedUp: one / all})
+		}
+	}
+	return out, nil
 }
 
 // trainStep times one AdamW step of the UNet (no EMA, no clipping, as the
@@ -401,6 +485,13 @@ func printBench(w io.Writer, r *benchReport) {
 	}
 	if r.TrainStepS > 0 {
 		fmt.Fprintf(w, "train step       AdamW, batch %d: %.3f s (%.2f steps/s), peak RSS %.0f MB\n", r.TrainBatch, r.TrainStepS, r.TrainStepsPerS, r.TrainPeakRSSMB)
+	}
+	for _, sc := range r.Scaling {
+		what := "UNet forward"
+		if sc.Workload == "vae" {
+			what = "VAE decode  "
+		}
+		fmt.Fprintf(w, "two-core scaling %s batch %2d: 1 thread %s, %d threads %s: %.2fx\n", what, sc.Batch, ms(sc.OneThreadS), r.Threads, ms(sc.ThreadsS), sc.SpeedUp)
 	}
 	fmt.Fprintf(w, "peak RSS         %.0f MB\n", r.PeakRSSMB)
 }

@@ -29,6 +29,23 @@ func TestBenchJSON(t *testing.T) {
 	if r["gemm_shape"] == "" || r["random_weights"] != false {
 		t.Errorf("gemm_shape %v, random_weights %v", r["gemm_shape"], r["random_weights"])
 	}
+	// Two-core scaling: the UNet and the VAE at each of scalingBatches.
+	sc, _ := r["scaling"].([]any)
+	if len(sc) != 2*len(scalingBatches) {
+		t.Fatalf("scaling has %d entries, want %d: %v", len(sc), 2*len(scalingBatches), r["scaling"])
+	}
+	for i, e := range sc {
+		m, _ := e.(map[string]any)
+		want := map[bool]string{true: "unet", false: "vae"}[i%2 == 0]
+		if m["workload"] != want || m["batch"] != float64(scalingBatches[i/2]) {
+			t.Errorf("scaling[%d] is %v, want %s at batch %d", i, m, want, scalingBatches[i/2])
+		}
+		for _, k := range []string{"one_thread_s", "threads_s", "speed_up"} {
+			if v, ok := m[k].(float64); !ok || !(v > 0) {
+				t.Errorf("scaling[%d].%s = %v, want a positive number", i, k, m[k])
+			}
+		}
+	}
 }
 
 // The VAE decode's line names the batch it ran, also without the UNet.
