@@ -262,18 +262,32 @@ func (b *bencher) gemm(batch, c, h, w int) {
 	rng := nn.NewRNG(1, 0)
 	rng.FillNormal(a)
 	rng.FillNormal(bm)
-	// Enough calls for a measurable time.
+	// Enough calls for a measurable time. Each timed run follows its own
+	// peak measurement, and the share is the median of the runs' shares:
+	// on a shared machine a slow spell then tends to hit both figures.
 	calls := max(1, int(2e9/float64(2*m*n*k)))
-	s, _ := b.time(func() error {
-		for i := 0; i < calls; i++ {
+	flops := 2 * float64(m) * float64(n) * float64(k) * float64(calls)
+	procs := runtime.GOMAXPROCS(0)
+	var rates, peaks, shares []float64
+	for i := 0; i < b.warmup+b.repeats; i++ {
+		peak := blas.PeakGFLOPS(procs)
+		start := time.Now()
+		for range calls {
 			blas.Sgemm(false, false, m, n, k, 1, a, k, bm, n, 0, cm, n)
 		}
-		return nil
-	})
+		rate := flops / time.Since(start).Seconds() / 1e9
+		if i < b.warmup {
+			continue
+		}
+		rates, peaks = append(rates, rate), append(peaks, peak)
+		if peak > 0 {
+			shares = append(shares, rate/peak)
+		}
+	}
 	b.r.GemmShape = fmt.Sprintf("%dx%dx%d", m, n, k)
-	b.r.GemmGFLOPS = 2 * float64(m) * float64(n) * float64(k) * float64(calls) / s / 1e9
-	if b.r.PeakGFLOPS = blas.PeakGFLOPS(runtime.GOMAXPROCS(0)); b.r.PeakGFLOPS > 0 {
-		b.r.GemmShare = b.r.GemmGFLOPS / b.r.PeakGFLOPS
+	b.r.GemmGFLOPS = median(rates)
+	if len(shares) > 0 {
+		b.r.PeakGFLOPS, b.r.GemmShare = median(peaks), median(shares)
 	}
 }
 
