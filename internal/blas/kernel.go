@@ -7,8 +7,9 @@ package blas
 type microKernel struct {
 	name   string
 	mr, nr int
-	// kc is the depth of a k block: the A micro-panel (mr*kc) stays in L1
-	// while the B block (kc x nc) streams from L2.
+	// kc is the depth of a k block: a B micro-panel (kc*nr) stays in L1
+	// while the row panels of A (mr*kc each) stream past it, and the B
+	// block (kc x nc) stays in L2.
 	kc, nc int
 	fn     func(kc int, a, b, c []float32, ldc int, alpha, beta float32, loadC bool)
 	// fnPack, when not nil, is fn reading B's full panel unpacked from an
