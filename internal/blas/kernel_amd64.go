@@ -1,5 +1,7 @@
 package blas
 
+//go:generate go run gen_avx512.go
+
 import "github.com/ldm-go/ldm/internal/simd"
 
 //go:noescape
