@@ -95,7 +95,8 @@ func runLoop(t *testing.T, s Scheduler, n int, seed uint64) ([]float32, uint64) 
 
 // TestReuseIsIdentical checks that SetTimesteps resets all run state: a
 // second run (after a run with another step count) matches a fresh
-// scheduler bit for bit, and steps after the first do not allocate.
+// scheduler bit for bit, and steps after the first do not allocate (in
+// one of three runs: the count is the whole process's).
 func TestReuseIsIdentical(t *testing.T) {
 	for _, c := range contractConfigs(t) {
 		fresh, err := New(c)
@@ -106,6 +107,12 @@ func TestReuseIsIdentical(t *testing.T) {
 		reused, _ := New(c)
 		runLoop(t, reused, 5, 9)
 		got, allocs := runLoop(t, reused, 7, 3)
+		// The count is process-wide (runtime.MemStats): a run that
+		// allocates per step does so every time, where a stray
+		// allocation elsewhere in the process does not repeat.
+		for i := 0; i < 2 && allocs != 0; i++ {
+			_, allocs = runLoop(t, reused, 7, 3)
+		}
 		for i := range want {
 			if got[i] != want[i] {
 				t.Errorf("%s: reused run differs at %d: %v vs %v", c.ClassName, i, got[i], want[i])
