@@ -521,7 +521,7 @@ func (g *gemm) multiply(w, u int) {
 					if rows == mr {
 						ct, ldc := g.cTile(i, j)
 						kern.fnDirect(kcb, ap, d.base, d.tab[4*pc:], ct, ldc, g.alpha, beta, loadC)
-						g.finishTile(ct, ldc, i, j, last)
+						g.finishTile(ct, ldc, i, j, nr, last)
 						continue
 					}
 					kern.fnDirect(kcb, ap, d.base, d.tab[4*pc:], tile, nr, 1, 0, false)
@@ -541,7 +541,7 @@ func (g *gemm) multiply(w, u int) {
 					} else {
 						kern.fnRows(kcb, ar, g.lda, bq, ct, ldc, g.alpha, beta, loadC)
 					}
-					g.finishTile(ct, ldc, i, j, last)
+					g.finishTile(ct, ldc, i, j, nr, last)
 					continue
 				}
 				ap := ablock[i*kcb : (i+mr)*kcb]
@@ -552,13 +552,13 @@ func (g *gemm) multiply(w, u int) {
 					} else {
 						kern.fn(kcb, ap, bq, ct, ldc, g.alpha, beta, loadC)
 					}
-					g.finishTile(ct, ldc, i, j, last)
+					g.finishTile(ct, ldc, i, j, nr, last)
 					continue
 				}
-				if rows == mr && cols == nr/2 && kern.fnHalf != nil && !packNow {
+				if rows == mr && cols == nr/2 && kern.fnHalf != nil {
 					ct, ldc := g.cTile(i, j)
 					kern.fnHalf(kcb, ap, bq, ct, ldc, g.alpha, beta, loadC)
-					g.finishHalfTile(ct, ldc, i, j, last)
+					g.finishTile(ct, ldc, i, j, nr/2, last)
 					continue
 				}
 				switch {
@@ -593,46 +593,28 @@ func (g *gemm) cTile(i, j int) ([]float32, int) {
 	return g.c[i*g.ldc+j:], g.ldc
 }
 
-// finishTile adds the bias, then the added tensor, to the full tile at
-// (i, j) after its last k block.
-func (g *gemm) finishTile(ct []float32, ldc, i, j int, last bool) {
+// finishTile adds the bias, then the added tensor, to the mr x cols tile
+// at (i, j) after its last k block: full tiles (cols = nr) with the
+// kernel's own routines where it has them, 8x16 tiles (cols = nr/2) in Go.
+func (g *gemm) finishTile(ct []float32, ldc, i, j, cols int, last bool) {
 	if !last {
 		return
 	}
+	full := cols == g.kern.nr
 	if g.bias != nil {
-		if g.kern.addBias != nil {
+		if full && g.kern.addBias != nil {
 			g.kern.addBias(ct, ldc, g.bias[i:i+g.kern.mr])
 		} else {
-			addRowBias(ct, ldc, g.bias[i:i+g.kern.mr], g.kern.nr)
+			addRowBias(ct, ldc, g.bias[i:i+g.kern.mr], cols)
 		}
 	}
 	if g.add != nil {
 		at := g.add[g.cIndex(i, j):]
-		if g.kern.addTile != nil {
+		if full && g.kern.addTile != nil {
 			g.kern.addTile(ct, at, ldc)
 			return
 		}
 		for r := 0; r < g.kern.mr; r++ {
-			row, ar := ct[r*ldc:r*ldc+g.kern.nr], at[r*ldc:r*ldc+g.kern.nr]
-			for x := range row {
-				row[x] += ar[x]
-			}
-		}
-	}
-}
-
-// finishHalfTile is finishTile for a tile of nr/2 columns.
-func (g *gemm) finishHalfTile(ct []float32, ldc, i, j int, last bool) {
-	if !last {
-		return
-	}
-	mr, cols := g.kern.mr, g.kern.nr/2
-	if g.bias != nil {
-		addRowBias(ct, ldc, g.bias[i:i+mr], cols)
-	}
-	if g.add != nil {
-		at := g.add[g.cIndex(i, j):]
-		for r := 0; r < mr; r++ {
 			row, ar := ct[r*ldc:r*ldc+cols], at[r*ldc:r*ldc+cols]
 			for x := range row {
 				row[x] += ar[x]
