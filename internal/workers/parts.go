@@ -18,9 +18,7 @@ type Started struct {
 // it polls briefly before parking: the parts of a split batch end close
 // together, and a parked thread takes long to wake on a virtual machine.
 func (s *Started) Wait() {
-	if _, ok := poll(s.done); !ok {
-		<-s.done
-	}
+	receive(s.done)
 	s.p = nil
 	started.Put(s)
 }
@@ -64,10 +62,7 @@ func Start(p Part, workers int) *Started {
 // step after step.
 func partWorker(jobs <-chan *Started) {
 	for {
-		s, ok := poll(jobs)
-		if !ok {
-			s = <-jobs
-		}
+		s := receive(jobs)
 		s.p.RunPart()
 		s.done <- struct{}{}
 	}

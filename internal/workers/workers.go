@@ -44,12 +44,18 @@ const spin = 100 * time.Microsecond
 
 func helper(jobs <-chan Job) {
 	for {
-		j, ok := poll(jobs)
-		if !ok {
-			j = <-jobs
-		}
-		j.Work()
+		receive(jobs).Work()
 	}
+}
+
+// receive returns the next value from ch, polling for up to spin before
+// parking: waking a parked thread on a virtual machine costs more than many
+// of the calls the goroutines here serve.
+func receive[T any](ch <-chan T) T {
+	if v, ok := poll(ch); ok {
+		return v
+	}
+	return <-ch
 }
 
 // poll polls ch for up to spin and reports whether a value came.
