@@ -63,6 +63,17 @@ func generate() []byte {
 	return b.Bytes()
 }
 
+// packedPrologue loads the arguments of the kernels with packed A and B
+// panels: kc in CX, A at SI, B at DI, C at DX and its row stride in bytes
+// in R8.
+const packedPrologue = `	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DI
+	MOVQ c+24(FP), DX
+	MOVQ ldc+32(FP), R8
+	SHLQ $2, R8
+`
+
 var kernels = []kernel{
 	{
 		name: "kernelAVX512", label: "avx512", frame: 56, alpha: 40, beta: 44, ldc: 48,
@@ -71,13 +82,7 @@ var kernels = []kernel{
 // The 8x32 tile of C lives in Z0..Z15 (two zmm per row); each step loads one
 // 32-wide row of the packed B panel and broadcasts the 8 packed A values.
 `,
-		prologue: `	MOVQ kc+0(FP), CX
-	MOVQ a+8(FP), SI
-	MOVQ b+16(FP), DI
-	MOVQ c+24(FP), DX
-	MOVQ ldc+32(FP), R8
-	SHLQ $2, R8
-`,
+		prologue: packedPrologue,
 	},
 	{
 		name: "kernelPackAVX512", label: "kernelPackAVX512", frame: 72, alpha: 56, beta: 60, ldc: 64, packB: true,
@@ -157,13 +162,7 @@ var kernels = []kernel{
 // panels with no more columns, as small batches leave at the smallest
 // feature maps: the 8x16 tile lives in Z0, Z2, ..., Z14 (one zmm per row).
 `,
-		prologue: `	MOVQ kc+0(FP), CX
-	MOVQ a+8(FP), SI
-	MOVQ b+16(FP), DI
-	MOVQ c+24(FP), DX
-	MOVQ ldc+32(FP), R8
-	SHLQ $2, R8
-`,
+		prologue: packedPrologue,
 	},
 }
 
