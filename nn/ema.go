@@ -26,9 +26,9 @@ type EMA struct {
 	params *Params
 }
 
-// NewEMA starts an average at the current weights of ps with the
-// training-script settings: decay 0.9999, warm-up with inv_gamma 1 and
-// power 2/3, update_after_step 0, min_decay 0.
+// NewEMA starts an average at the current weights of ps with EMAModel's
+// defaults as the training scripts use them: decay 0.9999, warm-up with
+// inv_gamma 1 and power 2/3, update_after_step 0, min_decay 0.
 func NewEMA(ps *Params) *EMA {
 	e := &EMA{Decay: 0.9999, UseWarmup: true, InvGamma: 1, Power: 2.0 / 3.0, Shadow: map[string][]float32{}, params: ps}
 	for _, p := range ps.List() {

@@ -3,6 +3,7 @@ package nn
 import (
 	"bytes"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/ldm-go/ldm/internal/safetensors"
@@ -247,6 +248,22 @@ func TestEMADecay(t *testing.T) {
 	e.UpdateAfterStep = 5
 	if got := e.DecayAt(6); got != 0 {
 		t.Errorf("decay at the first step after update_after_step = %v, want 0", got)
+	}
+}
+
+func TestOptimizerEMAPower(t *testing.T) {
+	o := DefaultTrainOptions()
+	o.EMAPower = 0.75
+	opt, err := NewOptimizer(oneParam([]float32{1}), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := opt.EMA.DecayAt(11), 1-math.Pow(11, -0.75); math.Abs(got-want) > 1e-15 {
+		t.Errorf("decay at step 11 with power 3/4 = %v, want %v", got, want)
+	}
+	o.EMAPower = -1
+	if _, err := NewOptimizer(oneParam([]float32{1}), o); err == nil || !strings.Contains(err.Error(), "EMA power") {
+		t.Errorf("power -1: got error %v, want one naming the EMA power", err)
 	}
 }
 

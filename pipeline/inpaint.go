@@ -35,9 +35,8 @@ type InpaintOptions struct {
 	// again to stand in for the model's prediction. With a VAE that
 	// downsamples, the cells touching the hole cover known pixels too,
 	// which latent blending alone throws away. It costs a decode and an
-	// encode per step, and needs an epsilon-predicting model and a sampler
-	// whose samples are not sigma-scaled (DDIM, DDPM, DPM-Solver, UniPC,
-	// PNDM).
+	// encode per step, and needs a sampler whose samples are not
+	// sigma-scaled (DDIM, DDPM, DPM-Solver, UniPC, PNDM).
 	ReEncode bool
 	// Candidates, when above 1, completes each image this many times, each
 	// from its own noise (candidate k, counting from 0, uses seed Seed+k),
@@ -250,9 +249,6 @@ func (p *Pipeline) inpaintBatch(ctx context.Context, r *request, o InpaintOption
 		return err
 	}
 	if o.ReEncode {
-		if pt := s.Config().PredictionType; pt != "epsilon" {
-			return fmt.Errorf("pipeline: re-encoding while inpainting needs an epsilon-predicting model, not %q", pt)
-		}
 		if s.InitNoiseSigma() != 1 {
 			return fmt.Errorf("pipeline: re-encoding while inpainting needs a sampler without sigma-scaled samples (ddim, ddpm, dpm++2m, unipc, pndm), not %s", s.Config().ClassName)
 		}
@@ -304,7 +300,7 @@ func (p *Pipeline) inpaintBatch(ctx context.Context, r *request, o InpaintOption
 			return err
 		}
 		if o.ReEncode {
-			if err := p.reEncode(pred.Data().([]float32), x, pix, pmask, float64(ac[int(t)])); err != nil {
+			if err := p.reEncode(pred.Data().([]float32), s.Config().PredictionType, x, pix, pmask, float64(ac[int(t)])); err != nil {
 				return err
 			}
 		}
@@ -343,16 +339,28 @@ func (p *Pipeline) inpaintBatch(ctx context.Context, r *request, o InpaintOption
 	return nil
 }
 
-// reEncode replaces the noise prediction eps at a timestep with cumulative
-// alpha a by the one that agrees with the known pixels: the predicted clean
-// latents x0 = (x - sqrt(1-a) eps) / sqrt(a) are decoded, the known pixels
-// of pix (mask < 0.5) pasted in, the image encoded again to z, and eps set
-// to (x - sqrt(a) z) / sqrt(1-a).
-func (p *Pipeline) reEncode(eps []float32, x, pix *nn.Tensor, mask []float32, a float64) error {
+// reEncode replaces the model's prediction pred at a timestep with
+// cumulative alpha a by the one that agrees with the known pixels: the
+// predicted clean latents x0 are decoded, the known pixels of pix (mask <
+// 0.5) pasted in, and the image encoded again to z; pred becomes what the
+// model would have predicted for x had the clean latents been z. pt is the
+// prediction type: with x = sqrt(a) x0 + sqrt(1-a) eps, epsilon predicts
+// eps, v_prediction v = sqrt(a) eps - sqrt(1-a) x0, and sample x0.
+func (p *Pipeline) reEncode(pred []float32, pt string, x, pix *nn.Tensor, mask []float32, a float64) error {
 	sa, sb := math.Sqrt(a), math.Sqrt(1-a)
 	x0 := nn.NewTensor(x.N, x.C, x.H, x.W)
 	for j, v := range x.Data {
-		x0.Data[j] = float32((float64(v) - sb*float64(eps[j])) / sa)
+		xj, pj := float64(v), float64(pred[j])
+		switch pt {
+		case "epsilon":
+			x0.Data[j] = float32((xj - sb*pj) / sa)
+		case "v_prediction":
+			x0.Data[j] = float32(sa*xj - sb*pj)
+		case "sample":
+			x0.Data[j] = pred[j]
+		default:
+			return fmt.Errorf("pipeline: re-encoding while inpainting: unknown prediction_type %q", pt)
+		}
 	}
 	img, err := p.DecodeLatents(x0)
 	if err != nil {
@@ -371,7 +379,16 @@ func (p *Pipeline) reEncode(eps []float32, x, pix *nn.Tensor, mask []float32, a 
 		return err
 	}
 	for j, v := range x.Data {
-		eps[j] = float32((float64(v) - sa*float64(z.Data[j])) / sb)
+		zj := float64(z.Data[j])
+		eps := (float64(v) - sa*zj) / sb
+		switch pt {
+		case "epsilon":
+			pred[j] = float32(eps)
+		case "v_prediction":
+			pred[j] = float32(sa*eps - sb*zj)
+		case "sample":
+			pred[j] = z.Data[j]
+		}
 	}
 	return nil
 }

@@ -236,6 +236,57 @@ func TestInpaintReEncode(t *testing.T) {
 	}
 }
 
+// Property: re-encoding a v or clean-latent prediction gives the
+// prediction that the epsilon re-encoding of the same step implies: the
+// three prediction types describe one denoised estimate.
+func TestReEncodePredictionTypes(t *testing.T) {
+	p := jobPipeline(t)
+	h, w := p.ImageSize()
+	img, err := fromDense(testImages(p, 2, 9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lat, err := p.encode(img) // for the latents' shape
+	if err != nil {
+		t.Fatal(err)
+	}
+	mask := randomMask(h, w, 5).Data().([]float32)
+	r := nn.NewRNG(4, 0)
+	x := nn.NewTensor(lat.N, lat.C, lat.H, lat.W)
+	eps := make([]float32, len(x.Data))
+	r.FillNormal(x.Data)
+	r.FillNormal(eps)
+	const a = 0.6
+	sa, sb := math.Sqrt(a), math.Sqrt(1-a)
+	v, x0 := make([]float32, len(eps)), make([]float32, len(eps))
+	for j := range eps {
+		c := (float64(x.Data[j]) - sb*float64(eps[j])) / sa
+		x0[j] = float32(c)
+		v[j] = float32(sa*float64(eps[j]) - sb*c)
+	}
+	if err := p.reEncode(eps, "epsilon", x, img, mask, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.reEncode(v, "v_prediction", x, img, mask, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.reEncode(x0, "sample", x, img, mask, a); err != nil {
+		t.Fatal(err)
+	}
+	for j, e := range eps {
+		z := (float64(x.Data[j]) - sb*float64(e)) / sa
+		if d := math.Abs(float64(v[j]) - (sa*float64(e) - sb*z)); d > 1e-4 {
+			t.Fatalf("value %d: v re-encoded to %v, the epsilon re-encoding implies %v", j, v[j], sa*float64(e)-sb*z)
+		}
+		if d := math.Abs(float64(x0[j]) - z); d > 1e-4 {
+			t.Fatalf("value %d: clean latents re-encoded to %v, the epsilon re-encoding implies %v", j, x0[j], z)
+		}
+	}
+	if err := p.reEncode(eps, "flow", x, img, mask, a); err == nil || !strings.Contains(err.Error(), "flow") {
+		t.Errorf("unknown prediction type: error %v, want one naming it", err)
+	}
+}
+
 // Property: with candidates, each image is one of the single runs (seeds
 // Seed, Seed+1, ... or one run per class), namely the one whose result the
 // denoiser predicts best, asked with the run's own class; the choice is per

@@ -25,7 +25,7 @@ func runInpaint(ctx context.Context, e *env, args []string) error {
 	jump := fs.Int("jump", 0, "RePaint jump length: after this many steps, noise back up and denoise again (0: off; needs --resample and the ddim or ddpm sampler)")
 	resample := fs.Int("resample", 0, "RePaint: how many times to go back at each jump")
 	feather := fs.Float64("feather", 0, "soften the seam of the final paste with a Gaussian of this many pixels, inside the mask only")
-	reEncode := fs.Bool("re-encode", false, "keep sampling consistent with the known pixels: decode, paste and re-encode the predicted latents at every step (slower; epsilon models, ddim/ddpm/dpm++2m/unipc/pndm)")
+	reEncode := fs.Bool("re-encode", false, "keep sampling consistent with the known pixels: decode, paste and re-encode the predicted latents at every step (slower; ddim/ddpm/dpm++2m/unipc/pndm)")
 	candidates := fs.Int("candidates", 1, "complete each image this many times (seeds --seed, --seed+1, ...) and keep the completion that agrees best with the known pixels")
 	everyClass := fs.Bool("every-class", false, "class-conditional models: complete once per class, guided with --guidance, and keep the class whose completion agrees best with the known pixels (instead of --class)")
 	if err := parse(fs, args); err != nil {

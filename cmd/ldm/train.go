@@ -80,6 +80,7 @@ func (c *commonTrain) register(fs *flag.FlagSet, preset string, defaults nn.Trai
 	fs.IntVar(&c.opts.Accumulation, "accum", 1, "gradient accumulation: micro-batches per optimiser step")
 	fs.BoolVar(&c.opts.EMA, "ema", c.opts.EMA, "keep an EMA of the weights and save it for sampling")
 	fs.Float64Var(&c.opts.EMAMaxDecay, "ema-max-decay", c.opts.EMAMaxDecay, "the EMA's maximum decay")
+	fs.Float64Var(&c.opts.EMAPower, "ema-power", c.opts.EMAPower, "the EMA's warm-up power: decay 1 - (1 + step)^-power (0: 2/3)")
 	fs.Uint64Var(&c.seed, "seed", 0, "random seed: the same seed gives the same weights on any thread count")
 	fs.IntVar(&c.ckptEvery, "checkpoint-every", 500, "save a checkpoint every N steps (and at the end)")
 	fs.IntVar(&c.keep, "keep-checkpoints", 2, "checkpoints to keep (0: all)")
