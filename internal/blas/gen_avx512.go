@@ -2,9 +2,9 @@
 
 // gen_avx512 writes kernel512_amd64.s, the AVX-512 micro-kernels of the
 // 8x32 family: the packed kernel, the one that also packs B, both again
-// reading A's rows in place, and the 8x16 one. They share every k step and
-// the store of C, so one description writes all five and they cannot drift
-// apart. Run by go generate (see kernel_amd64.go):
+// reading A's rows in place, the 8x16 one, and the one reading B through a
+// table of masked runs. They share every k step and the store of C, so one
+// description writes all six and they cannot drift apart. Run by go generate (see kernel_amd64.go):
 //
 //	go run gen_avx512.go [-o kernel512_amd64.s]
 package main
@@ -25,9 +25,13 @@ type kernel struct {
 	prologue    string // loads the arguments the loop needs
 	// rowsA: A's eight rows lie lda apart (SI, SI+ld, SI+2ld, SI+ld3,
 	// then the same from base4); else A is a packed panel at SI.
-	rowsA            bool
-	ld, ld3, base4   string
-	packB            bool // B comes from its source rows (R10, ldb R11) and is stored into the panel at DI
+	rowsA          bool
+	ld, ld3, base4 string
+	packB          bool // B comes from its source rows (R10, ldb R11) and is stored into the panel at DI
+	// directB: each k step's 32 columns of B are two runs of 16 floats
+	// from the base R10, at offsets and under lane masks read from the
+	// table at R9 (16 bytes a step); there is no panel at DI.
+	directB          bool
 	half             bool // the first 16 columns only
 	beforeEpilogue   string
 	alpha, beta, ldc int // argument offsets of alpha, beta and loadC
@@ -164,6 +168,24 @@ var kernels = []kernel{
 `,
 		prologue: packedPrologue,
 	},
+	{
+		name: "kernelDirectAVX512", label: "directAVX512", frame: 64, alpha: 48, beta: 52, ldc: 56, directB: true,
+		doc: `// func kernelDirectAVX512(kc int, a, base *float32, tab *int32, c *float32, ldc int, alpha, beta float32, loadC int)
+//
+// kernelAVX512 reading B in place instead of from a packed panel: each k
+// step's 32 columns are two runs of 16 floats at offsets from base, some
+// lanes masked off (they read as zero and touch no memory), as a
+// convolution's shifted image planes are.
+`,
+		prologue: `	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ base+16(FP), R10
+	MOVQ tab+24(FP), R9
+	MOVQ c+32(FP), DX
+	MOVQ ldc+40(FP), R8
+	SHLQ $2, R8
+`,
+	},
 }
 
 // acc lists the accumulators of row r: Z(2r) and, for 32 columns, Z(2r+1).
@@ -228,6 +250,13 @@ func (k *kernel) step(b *bytes.Buffer, s int, unrolled bool) {
 			w("PREFETCHT0 %s", pre)
 			w("PREFETCHT0 124%s", pre)
 		}
+	} else if k.directB {
+		w("MOVLQSX %d(R9), AX", 16*s)
+		w("MOVLQSX %d(R9), R12", 16*s+4)
+		w("KMOVW %d(R9), K1", 16*s+8)
+		w("KMOVW %d(R9), K2", 16*s+10)
+		w("VMOVUPS.Z (R10)(AX*4), K1, Z16")
+		w("VMOVUPS.Z (R10)(R12*4), K2, Z17")
 	} else {
 		w("VMOVUPS %d(DI), Z16", 128*s)
 		if !k.half {
@@ -284,7 +313,11 @@ func (k *kernel) advance(b *bytes.Buffer, steps int) {
 			w("ADDQ R11, R10")
 		}
 	}
-	w("ADDQ $%d, DI", 128*steps)
+	if k.directB {
+		w("ADDQ $%d, R9", 16*steps)
+	} else {
+		w("ADDQ $%d, DI", 128*steps)
+	}
 }
 
 // storeC writes C = alpha*acc + beta*C (loadC) or alpha*acc, row by row.
