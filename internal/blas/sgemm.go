@@ -257,7 +257,7 @@ func (g *gemm) compute() {
 		}
 	}
 	if !g.work() {
-		<-g.finished
+		workers.Await(g.finished)
 	}
 	g.release()
 }

@@ -48,7 +48,7 @@ func Parallel(units, work int, t Task) {
 		jobs <- j
 	}
 	if !j.work() {
-		<-j.finished
+		workers.Await(j.finished)
 	}
 	j.release()
 }

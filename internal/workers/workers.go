@@ -48,6 +48,12 @@ func helper(jobs <-chan Job) {
 	}
 }
 
+// Await receives from ch as the helpers do, polling for up to spin before
+// parking. A caller waiting for its helpers to finish a parallel call uses
+// it: the helpers finish within microseconds of the caller, and a caller
+// that parked would cost a wake-up of its thread on every call.
+func Await[T any](ch <-chan T) T { return receive(ch) }
+
 // receive returns the next value from ch, polling for up to spin before
 // parking: waking a parked thread on a virtual machine costs more than many
 // of the calls the goroutines here serve.
