@@ -18,7 +18,7 @@ type Started struct {
 // it polls briefly before parking: the parts of a split batch end close
 // together, and a parked thread takes long to wake on a virtual machine.
 func (s *Started) Wait() {
-	receive(s.done)
+	Await(s.done)
 	s.p = nil
 	started.Put(s)
 }
@@ -62,7 +62,7 @@ func Start(p Part, workers int) *Started {
 // step after step.
 func partWorker(jobs <-chan *Started) {
 	for {
-		s := receive(jobs)
+		s := Await(jobs)
 		s.p.RunPart()
 		s.done <- struct{}{}
 	}

@@ -44,20 +44,16 @@ const spin = 100 * time.Microsecond
 
 func helper(jobs <-chan Job) {
 	for {
-		receive(jobs).Work()
+		Await(jobs).Work()
 	}
 }
 
-// Await receives from ch as the helpers do, polling for up to spin before
-// parking. A caller waiting for its helpers to finish a parallel call uses
-// it: the helpers finish within microseconds of the caller, and a caller
-// that parked would cost a wake-up of its thread on every call.
-func Await[T any](ch <-chan T) T { return receive(ch) }
-
-// receive returns the next value from ch, polling for up to spin before
+// Await returns the next value from ch, polling for up to spin before
 // parking: waking a parked thread on a virtual machine costs more than many
-// of the calls the goroutines here serve.
-func receive[T any](ch <-chan T) T {
+// of the calls the goroutines here serve. Helpers wait for jobs with it,
+// and callers for their helpers to finish a parallel call, which they do
+// within microseconds of the caller.
+func Await[T any](ch <-chan T) T {
 	if v, ok := poll(ch); ok {
 		return v
 	}
