@@ -4,7 +4,8 @@
 // 8x32 family: the packed kernel, the one that also packs B, both again
 // reading A's rows in place, the 8x16 one, and the one reading B through a
 // table of masked runs. They share every k step and the store of C, so one
-// description writes all six and they cannot drift apart. Run by go generate (see kernel_amd64.go):
+// description writes all six and they cannot drift apart. Run by go
+// generate (see kernel_amd64.go):
 //
 //	go run gen_avx512.go [-o kernel512_amd64.s]
 package main
