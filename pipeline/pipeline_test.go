@@ -194,6 +194,8 @@ func TestBatchSizeInvariance(t *testing.T) {
 		{Scheduler: "euler_a", ClassLabels: []int{0, 1, 0, 1, 1, 0, 0, 1}, GuidanceScale: 2.5},
 		{Scheduler: "ddpm", ClassLabels: []int{1}},
 		{Scheduler: "dpm++2m"},
+		{Scheduler: "sde-dpm++2m", ClassLabels: []int{1, 0, 1, 1, 0, 1, 0, 0}, GuidanceScale: 3},
+		{Scheduler: "sde-dpm++2m"},
 		{Scheduler: "ddim", Eta: 1},
 	} {
 		var ref []float32
