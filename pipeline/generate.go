@@ -83,7 +83,7 @@ func (p *Pipeline) NullClass() int {
 // NewScheduler builds the named sampler ("" for the pipeline's own).
 func (p *Pipeline) NewScheduler(name string) (scheduler.Scheduler, error) {
 	if name == "" {
-		return scheduler.New(p.Scheduler)
+		return scheduler.New(p.Scheduler.WithoutNoise())
 	}
 	if _, ok := scheduler.ClassFor(name); ok {
 		return scheduler.FromName(name, p.Scheduler)
@@ -96,6 +96,17 @@ func (p *Pipeline) NewScheduler(name string) (scheduler.Scheduler, error) {
 		return scheduler.New(c)
 	}
 	return scheduler.FromName(name, p.Scheduler) // reports the unknown name
+}
+
+// newJobScheduler is NewScheduler for the jobs that start from an image:
+// "" gives the pipeline's own sampler without its noise
+// (scheduler.Config.WithoutNoise), so that a stochastic default for
+// sampling does not cost the jobs fidelity to their images.
+func (p *Pipeline) newJobScheduler(name string) (scheduler.Scheduler, error) {
+	if name == "" {
+		return scheduler.New(p.Scheduler.WithoutNoise())
+	}
+	return p.NewScheduler(name)
 }
 
 // request is a validated Options.

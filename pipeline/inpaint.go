@@ -236,7 +236,7 @@ func (p *Pipeline) inpaintRun(ctx context.Context, r *request, o InpaintOptions,
 }
 
 func (p *Pipeline) inpaintBatch(ctx context.Context, r *request, o InpaintOptions, first int, z0, m, x, pix *nn.Tensor, pmask []float32) error {
-	s, err := p.NewScheduler(r.Scheduler)
+	s, err := p.newJobScheduler(r.Scheduler)
 	if err != nil {
 		return err
 	}

@@ -17,8 +17,10 @@ type JobOptions struct {
 	// Steps is the number of inference steps of the full schedule (default
 	// DefaultSteps); SDEdit runs the last Strength of them.
 	Steps int
-	// Scheduler is "" for the pipeline's own sampler or a name as in
-	// Options.Scheduler.
+	// Scheduler is "" for the pipeline's own sampler without its noise
+	// (a stochastic DPM-Solver runs as the deterministic one; see
+	// scheduler.Config.WithoutNoise) or a name as in Options.Scheduler,
+	// used as named.
 	Scheduler string
 	// Seed and Streams pick each image's noise: image i draws every random
 	// number from the stream (Seed, Streams[i]), or (Seed, FirstIndex+i)
@@ -267,7 +269,7 @@ func (p *Pipeline) sdedit(ctx context.Context, z0 *nn.Tensor, o JobOptions, stre
 	per := z0.C * z0.H * z0.W
 	for first := 0; first < r.N; first += r.BatchSize {
 		b := min(r.BatchSize, r.N-first)
-		s, err := p.NewScheduler(r.Scheduler)
+		s, err := p.newJobScheduler(r.Scheduler)
 		if err != nil {
 			return nil, err
 		}

@@ -852,3 +852,61 @@ func TestJobsRefuseBadOptions(t *testing.T) {
 		}
 	}
 }
+
+// The jobs that start from an image run a stochastic default sampler
+// without its noise: with the pipeline's scheduler set to sde-dpmsolver++,
+// denoising, editing and inpainting with Scheduler "" give the bits of the
+// same pipeline set to dpmsolver++, and naming sde-dpm++2m still gives the
+// stochastic results.
+func TestJobsRunDefaultSamplerWithoutNoise(t *testing.T) {
+	p := jobPipeline(t)
+	h, w := p.ImageSize()
+	x := testImages(p, 2, 4)
+	ode, err := p.Scheduler.Convert("DPMSolverMultistepScheduler")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ode.AlgorithmType = "dpmsolver++"
+	sde := *ode
+	sde.AlgorithmType = "sde-dpmsolver++"
+	jobs := map[string]func(name string) ([]float32, error){
+		"denoise": func(name string) ([]float32, error) {
+			o := DenoiseOptions{JobOptions: JobOptions{Steps: 8, Seed: 3, Scheduler: name}, Strength: 0.6}
+			y, err := p.DenoiseImages(context.Background(), x, o)
+			if err != nil {
+				return nil, err
+			}
+			return y.Float32s(), nil
+		},
+		"inpaint": func(name string) ([]float32, error) {
+			o := InpaintOptions{JobOptions: JobOptions{Steps: 8, Seed: 3, Scheduler: name}, Mask: randomMask(h, w, 2)}
+			y, err := p.Inpaint(context.Background(), x, o)
+			if err != nil {
+				return nil, err
+			}
+			return y.Float32s(), nil
+		},
+	}
+	for job, run := range jobs {
+		p.Scheduler = ode
+		want, err := run("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Scheduler = &sde
+		got, err := run("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bitsEqual(want, got) {
+			t.Errorf("%s: the default sde-dpmsolver++ sampler does not run as dpmsolver++", job)
+		}
+		named, err := run("sde-dpm++2m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bitsEqual(want, named) {
+			t.Errorf("%s: naming sde-dpm++2m gives the deterministic results", job)
+		}
+	}
+}

@@ -468,6 +468,26 @@ func (c *Config) clone() *Config {
 	return &d
 }
 
+// WithoutNoise returns the deterministic form of c's sampler: the
+// stochastic DPM-Solver forms (sde-dpmsolver++, sde-dpmsolver) become the
+// same solver without the noise it draws at every step (dpmsolver++,
+// dpmsolver). Any other config comes back as an unchanged copy. The jobs
+// that start from an image use it: there fresh noise at every step costs
+// fidelity to the image, while in sampling from pure noise it corrects
+// part of the denoiser's errors.
+func (c *Config) WithoutNoise() *Config {
+	d := c.clone()
+	if d.ClassName == "DPMSolverMultistepScheduler" {
+		switch d.AlgorithmType {
+		case "sde-dpmsolver++":
+			d.AlgorithmType = "dpmsolver++"
+		case "sde-dpmsolver":
+			d.AlgorithmType = "dpmsolver"
+		}
+	}
+	return d
+}
+
 // Convert returns the configuration diffusers' TargetClass.from_config(
 // scheduler.config) builds for a scheduler built from c: every key both
 // classes accept carries over (the training betas, prediction type,

@@ -199,3 +199,39 @@ func TestRescaleZeroSNR(t *testing.T) {
 		t.Errorf("first alphas_cumprod moved by %v", d)
 	}
 }
+
+// WithoutNoise turns the stochastic DPM-Solver forms into their
+// deterministic ones, keeps every other key, and leaves other samplers and
+// its receiver alone.
+func TestWithoutNoise(t *testing.T) {
+	for alg, want := range map[string]string{
+		"sde-dpmsolver++": "dpmsolver++", "sde-dpmsolver": "dpmsolver",
+		"dpmsolver++": "dpmsolver++", "dpmsolver": "dpmsolver",
+	} {
+		c, err := DefaultConfig("DPMSolverMultistepScheduler")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.AlgorithmType, c.PredictionType, c.TimestepSpacing = alg, "v_prediction", "trailing"
+		if !isPlusPlus(alg) {
+			c.FinalSigmasType = "sigma_min" // the deprecated forms refuse "zero"
+		}
+		d := c.WithoutNoise()
+		if d.AlgorithmType != want || c.AlgorithmType != alg {
+			t.Errorf("%s: got %q (receiver now %q), want %q", alg, d.AlgorithmType, c.AlgorithmType, want)
+		}
+		if d.PredictionType != "v_prediction" || d.TimestepSpacing != "trailing" {
+			t.Errorf("%s: other keys changed: %+v", alg, d)
+		}
+		if _, err := New(d); err != nil {
+			t.Errorf("%s: %v", alg, err)
+		}
+	}
+	c, err := DefaultConfig("EulerAncestralDiscreteScheduler")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := c.WithoutNoise(); d.ClassName != c.ClassName || d == c {
+		t.Errorf("Euler ancestral: got class %q (same pointer: %v)", d.ClassName, d == c)
+	}
+}

@@ -40,7 +40,7 @@ func (f *jobFlags) add(fs *flag.FlagSet, sampling bool) {
 	fs.BoolVar(&f.quiet, "q", false, "no progress output")
 	if sampling {
 		fs.IntVar(&f.steps, "steps", pipeline.DefaultSteps, "number of steps of the full denoising schedule")
-		fs.StringVar(&f.scheduler, "scheduler", "", "sampler (default: the model's own); see ldm sample -h")
+		fs.StringVar(&f.scheduler, "scheduler", "", "sampler (default: the model's own, without its noise if it is sde-dpm++2m); see ldm sample -h")
 		fs.IntVar(&f.class, "class", -1, "class label for class-conditional models (-1: unconditional)")
 		fs.Float64Var(&f.guidance, "guidance", 1, "classifier-free guidance scale with --class (1: none)")
 	}
