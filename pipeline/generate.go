@@ -83,7 +83,7 @@ func (p *Pipeline) NullClass() int {
 // NewScheduler builds the named sampler ("" for the pipeline's own).
 func (p *Pipeline) NewScheduler(name string) (scheduler.Scheduler, error) {
 	if name == "" {
-		return scheduler.New(p.Scheduler.WithoutNoise())
+		return scheduler.New(p.Scheduler)
 	}
 	if _, ok := scheduler.ClassFor(name); ok {
 		return scheduler.FromName(name, p.Scheduler)

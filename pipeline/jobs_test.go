@@ -857,7 +857,7 @@ func TestJobsRefuseBadOptions(t *testing.T) {
 // without its noise: with the pipeline's scheduler set to sde-dpmsolver++,
 // denoising, editing and inpainting with Scheduler "" give the bits of the
 // same pipeline set to dpmsolver++, and naming sde-dpm++2m still gives the
-// stochastic results.
+// stochastic results. Sampling keeps the noise.
 func TestJobsRunDefaultSamplerWithoutNoise(t *testing.T) {
 	p := jobPipeline(t)
 	h, w := p.ImageSize()
@@ -886,6 +886,19 @@ func TestJobsRunDefaultSamplerWithoutNoise(t *testing.T) {
 			}
 			return y.Float32s(), nil
 		},
+	}
+	generate := func(name string) []float32 {
+		res, err := p.Generate(context.Background(), Options{N: 2, Seed: 3, Steps: 8, Scheduler: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Images.Float32s()
+	}
+	p.Scheduler = ode
+	deterministic := generate("")
+	p.Scheduler = &sde
+	if got := generate(""); !bitsEqual(got, generate("sde-dpm++2m")) || bitsEqual(got, deterministic) {
+		t.Error("sampling: the default sde-dpmsolver++ sampler does not sample as sde-dpm++2m")
 	}
 	for job, run := range jobs {
 		p.Scheduler = ode
