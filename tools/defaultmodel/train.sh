@@ -27,6 +27,6 @@ stage classifier $L train classifier --out "$OUT/mnist-classifier" --steps 1500 
 stage vae $L train vae --out "$OUT/mnist-vae" --preset mnist-kl-4x8x8 --steps 3000 --batch-size 64 --lr 1e-3 \
 	--warmup 100 --loss l1 --kl-weight 1e-6 --seed 1 --eval-every 1000 --eval-images 1000 --checkpoint-every 500
 stage unet $L train unet --vae "$OUT/mnist-vae" --out "$OUT/mnist-ldm" --preset mnist-latent --steps 27000 \
-	--batch-size 64 --lr 1e-3 --warmup 200 --label-dropout 0.5 --prediction-type v_prediction --min-snr-gamma 5 --sampler dpm++2m \
+	--batch-size 64 --lr 1e-3 --warmup 200 --label-dropout 0.5 --prediction-type v_prediction --min-snr-gamma 5 --sampler sde-dpm++2m \
 	--seed 1 --checkpoint-every 2000 --keep-checkpoints 0 --sample-every 4000 --sample-steps 20
 echo "total: $(((SECONDS - start) / 60)) min $(((SECONDS - start) % 60)) s" | tee -a "$OUT/times.txt"
