@@ -477,13 +477,8 @@ func (c *Config) clone() *Config {
 // part of the denoiser's errors.
 func (c *Config) WithoutNoise() *Config {
 	d := c.clone()
-	if d.ClassName == "DPMSolverMultistepScheduler" {
-		switch d.AlgorithmType {
-		case "sde-dpmsolver++":
-			d.AlgorithmType = "dpmsolver++"
-		case "sde-dpmsolver":
-			d.AlgorithmType = "dpmsolver"
-		}
+	if d.ClassName == "DPMSolverMultistepScheduler" && isSDE(d.AlgorithmType) {
+		d.AlgorithmType = strings.TrimPrefix(d.AlgorithmType, "sde-")
 	}
 	return d
 }
