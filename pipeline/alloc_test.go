@@ -8,13 +8,15 @@ import (
 
 // TestDenoiseStepNoAllocs checks that once the first step has run, a
 // denoising step (UNet, guidance, scheduler step) allocates nothing, for a
-// deterministic and a stochastic multistep sampler.
+// deterministic and a stochastic multistep sampler, with classifier-free
+// guidance and with autoguidance.
 func TestDenoiseStepNoAllocs(t *testing.T) {
-	p := tinyClassPipeline(t)
+	p := guidedPipeline(t, 2)
 	for _, name := range []string{"dpm++2m", "ddim", "sde-dpm++2m"} {
 		for _, cond := range []Conditioning{
 			{Labels: []int{2, 2}, NullLabel: -1},
 			{Labels: []int{0, 1}, NullLabel: 2, GuidanceScale: 3},
+			{Labels: []int{2, 2}, NullLabel: -1, Guide: p.GuideUNet, AutoGuidance: 2},
 		} {
 			s, err := p.NewScheduler(name)
 			if err != nil {
@@ -41,7 +43,7 @@ func TestDenoiseStepNoAllocs(t *testing.T) {
 			step()
 			step()
 			if a := testing.AllocsPerRun(10, step); a != 0 {
-				t.Errorf("%s, guidance %v: %v allocations per step, want 0", name, cond.GuidanceScale, a)
+				t.Errorf("%s, guidance %v, autoguidance %v: %v allocations per step, want 0", name, cond.GuidanceScale, cond.AutoGuidance, a)
 			}
 		}
 	}

@@ -11,4 +11,10 @@
 // Class-conditional models use classifier-free guidance with a null class,
 // the last row of the class embedding (num_class_embeds = classes + 1), which
 // the trainer's label dropout teaches.
+//
+// A pipeline may also hold a guide (guide_unet/): a smaller, less-trained
+// UNet of the same latents, which steers samples without classifier-free
+// guidance away from the errors the two models share (autoguidance). It
+// is not part of diffusers' pipelines; diffusers loads the folder's other
+// components as before, and guide_unet/ as any UNet2DModel.
 package pipeline

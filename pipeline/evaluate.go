@@ -25,6 +25,8 @@ type EvalOptions struct {
 	// GuidanceScale; otherwise samples are unconditional.
 	Conditional   bool
 	GuidanceScale float64
+	// AutoGuidance is Options.AutoGuidance for the samples.
+	AutoGuidance float64
 	// RealImages from the training set form the floor (default 10000).
 	RealImages int
 	// TestImages from the test set are the reference (default: all).
@@ -64,6 +66,8 @@ type EvalReport struct {
 	Scheduler       string    `json:"scheduler"`
 	Steps           int       `json:"steps"`
 	Guidance        float64   `json:"guidance,omitempty"`
+	// AutoGuidance is the autoguidance weight of the samples (0: none).
+	AutoGuidance float64 `json:"autoguidance,omitempty"`
 }
 
 // Evaluate generates samples and compares them, and real training images,
@@ -111,7 +115,7 @@ func (p *Pipeline) Evaluate(ctx context.Context, cls *classifier.Model, train, t
 		return nil, err
 	}
 
-	gen := Options{N: o.N, Seed: o.Seed, Steps: o.Steps, Scheduler: o.Scheduler, BatchSize: o.BatchSize}
+	gen := Options{N: o.N, Seed: o.Seed, Steps: o.Steps, Scheduler: o.Scheduler, BatchSize: o.BatchSize, AutoGuidance: o.AutoGuidance}
 	var want []int
 	if o.Conditional {
 		if p.NullClass() < k {
@@ -123,6 +127,9 @@ func (p *Pipeline) Evaluate(ctx context.Context, cls *classifier.Model, train, t
 		}
 		gen.ClassLabels, gen.GuidanceScale = want, o.GuidanceScale
 		rep.Guidance = o.GuidanceScale
+	}
+	if w := p.AutoGuidanceWeight(gen); w != 1 {
+		rep.AutoGuidance = w
 	}
 	all := &classifier.Outputs{}
 	done := 0

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ldm-go/ldm/nn"
 	"github.com/ldm-go/ldm/scheduler"
+	"github.com/ldm-go/ldm/unet"
 )
 
 // Limits on one request, so that a typo cannot ask for absurd memory.
@@ -51,6 +52,11 @@ type Options struct {
 	// ClassLabels: prediction = uncond + scale*(cond - uncond). 0 or 1
 	// means no guidance (the conditional prediction alone).
 	GuidanceScale float64
+	// AutoGuidance is the weight of autoguidance for samples without
+	// classifier-free guidance, when the pipeline has a GuideUNet:
+	// prediction = guide + w*(unet - guide). 0 means the pipeline's
+	// default (Pipeline.AutoGuidance), 1 turns it off.
+	AutoGuidance float64
 	// Progress, if set, is called after every denoising step.
 	Progress func(Progress)
 }
@@ -109,11 +115,27 @@ func (p *Pipeline) newJobScheduler(name string) (scheduler.Scheduler, error) {
 	return p.NewScheduler(name)
 }
 
+// AutoGuidanceWeight is the autoguidance weight that generating with o
+// uses: 1 (none) without a guide UNet or with classifier-free guidance.
+func (p *Pipeline) AutoGuidanceWeight(o Options) float64 {
+	cfg := len(o.ClassLabels) > 0 && o.GuidanceScale != 0 && o.GuidanceScale != 1
+	switch {
+	case p.GuideUNet == nil || cfg:
+		return 1
+	case o.AutoGuidance != 0:
+		return o.AutoGuidance
+	case p.AutoGuidance != 0:
+		return p.AutoGuidance
+	}
+	return 1
+}
+
 // request is a validated Options.
 type request struct {
 	Options
 	labels []int // per image, or nil
 	guided bool
+	auto   float64 // autoguidance weight; 0 when off
 }
 
 func (p *Pipeline) validate(o Options) (*request, error) {
@@ -138,6 +160,8 @@ func (p *Pipeline) validate(o Options) (*request, error) {
 		return nil, fmt.Errorf("pipeline: first index %d is negative", r.FirstIndex)
 	case math.IsNaN(r.GuidanceScale) || r.GuidanceScale < 0 || math.IsInf(r.GuidanceScale, 0):
 		return nil, fmt.Errorf("pipeline: guidance scale %v must be 0 or more", r.GuidanceScale)
+	case math.IsNaN(r.AutoGuidance) || r.AutoGuidance < 0 || math.IsInf(r.AutoGuidance, 0):
+		return nil, fmt.Errorf("pipeline: autoguidance weight %v must be 0 or more", r.AutoGuidance)
 	case math.IsNaN(r.Eta) || r.Eta < 0 || r.Eta > 1:
 		return nil, fmt.Errorf("pipeline: eta %v outside [0, 1]", r.Eta)
 	}
@@ -173,6 +197,15 @@ func (p *Pipeline) validate(o Options) (*request, error) {
 		if r.guided && null < 0 {
 			return nil, fmt.Errorf("pipeline: guidance needs a null class, which this model has not")
 		}
+	}
+	switch explicit := r.AutoGuidance != 0 && r.AutoGuidance != 1; {
+	case explicit && p.GuideUNet == nil:
+		return nil, fmt.Errorf("pipeline: autoguidance weight %v needs a guide UNet (%s/), which this pipeline has not", r.AutoGuidance, GuideComponent)
+	case explicit && r.guided:
+		return nil, fmt.Errorf("pipeline: autoguidance applies to samples without classifier-free guidance; guidance scale %v was given", r.GuidanceScale)
+	}
+	if w := p.AutoGuidanceWeight(o); w != 1 {
+		r.auto = w
 	}
 	if err := p.checkBatch(r.BatchSize); err != nil {
 		return nil, err
@@ -271,12 +304,11 @@ func (p *Pipeline) generate(ctx context.Context, r *request, fn func(first int, 
 				xi[j] *= sigma
 			}
 		}
-		cond := Conditioning{GuidanceScale: r.GuidanceScale}
-		if r.labels != nil {
-			cond.Labels = r.labels[first : first+b]
-			if r.guided {
-				cond.NullLabel = p.NullClass()
-			}
+		// Only sampling is autoguided: the jobs on images, and DDIM
+		// inversion, run the UNet alone.
+		cond := p.cond(r, first, b)
+		if r.auto != 0 {
+			cond.Guide, cond.AutoGuidance = p.GuideUNet, r.auto
 		}
 		steps := len(s.Timesteps())
 		onStep := func(st StepInfo) error {
@@ -308,10 +340,23 @@ type Conditioning struct {
 	// NullLabel >= 0 and the scale is neither 0 nor 1.
 	GuidanceScale float64
 	NullLabel     int
+	// Guide and AutoGuidance turn on autoguidance when there is no
+	// classifier-free guidance, Guide is set and the weight is neither 0
+	// nor 1: prediction = guide + w*(unet - guide), both conditioned on
+	// Labels. Guide is a weaker model of the same data (smaller and
+	// trained less); the difference points away from its errors, which the
+	// stronger model shares in kind but less in size (Karras et al. 2024,
+	// "Guiding a Diffusion Model with a Bad Version of Itself").
+	Guide        *unet.Model
+	AutoGuidance float64
 }
 
 func (c Conditioning) guided() bool {
 	return c.Labels != nil && c.NullLabel >= 0 && c.GuidanceScale != 0 && c.GuidanceScale != 1
+}
+
+func (c Conditioning) autoguided() bool {
+	return !c.guided() && c.Guide != nil && c.AutoGuidance != 0 && c.AutoGuidance != 1
 }
 
 // StepInfo describes one finished denoising step.
@@ -439,11 +484,33 @@ func (p *Pipeline) predict(ws *nn.Workspace, x *nn.Tensor, t float64, cond Condi
 	ts[0] = float32(t)
 	var out *nn.Tensor
 	var err error
-	if !cond.guided() {
+	switch {
+	case cond.autoguided():
 		if out, err = p.UNet.ForwardWS(ws, x, ts[:], cond.Labels); err != nil {
 			return nil, err
 		}
-	} else {
+		g, err := cond.Guide.ForwardWS(ws, x, ts[:], cond.Labels)
+		if err != nil {
+			return nil, err
+		}
+		if g.C != out.C {
+			return nil, fmt.Errorf("pipeline: the guide UNet has %d output channels, the UNet %d", g.C, out.C)
+		}
+		w := float32(cond.AutoGuidance)
+		pc := x.C * x.H * x.W
+		per := len(out.Data) / x.N
+		for i := 0; i < x.N; i++ {
+			for j := 0; j < pc; j++ {
+				k := i*per + j
+				out.Data[k] = g.Data[k] + w*(out.Data[k]-g.Data[k])
+			}
+		}
+		ws.ReleaseTensor(g)
+	case !cond.guided():
+		if out, err = p.UNet.ForwardWS(ws, x, ts[:], cond.Labels); err != nil {
+			return nil, err
+		}
+	default:
 		// One UNet call on [x; x] with [labels; null]: each image's output
 		// does not depend on the others in the batch.
 		b := x.N

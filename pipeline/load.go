@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -16,6 +17,15 @@ import (
 
 // IndexFile names the file that lists a pipeline's components.
 const IndexFile = "model_index.json"
+
+// GuideComponent names the optional component, and subfolder, of a weaker
+// UNet that autoguides unconditional sampling; AutoGuidanceKey is the
+// model_index.json key of its default weight. diffusers ignores keys that
+// begin with an underscore, and loads guide_unet/ as any UNet2DModel.
+const (
+	GuideComponent  = "guide_unet"
+	AutoGuidanceKey = "_autoguidance_scale"
+)
 
 // SchedulerConfigFile is the scheduler's config file name.
 const SchedulerConfigFile = "scheduler_config.json"
@@ -37,6 +47,11 @@ type Pipeline struct {
 	// Scheduler is the saved scheduler configuration: the default sampler
 	// and the training noise schedule that other samplers inherit.
 	Scheduler *scheduler.Config
+	// GuideUNet, if set, is a weaker model of the same latents that
+	// guides unconditional sampling (autoguidance, see Conditioning), with
+	// weight AutoGuidance by default.
+	GuideUNet    *unet.Model
+	AutoGuidance float64
 }
 
 // component is one entry of model_index.json: [library, class].
@@ -99,6 +114,12 @@ func LoadFS(fsys fs.FS, dir, label string) (*Pipeline, error) {
 			json.Unmarshal(v, &p.ClassName)
 			continue
 		}
+		if k == AutoGuidanceKey {
+			if err := json.Unmarshal(v, &p.AutoGuidance); err != nil || p.AutoGuidance < 0 {
+				return nil, fmt.Errorf("pipeline: %s: %s: want a number, 0 or more, found %s", filepath.Join(label, IndexFile), k, v)
+			}
+			continue
+		}
 		if len(k) > 0 && k[0] == '_' {
 			continue
 		}
@@ -120,6 +141,18 @@ func LoadFS(fsys fs.FS, dir, label string) (*Pipeline, error) {
 	d, l := sub("unet")
 	if p.UNet, err = unet.LoadFS(fsys, d, l); err != nil {
 		return nil, err
+	}
+	if gc, ok := comps[GuideComponent]; ok && gc.class != "" {
+		if gc.class != "UNet2DModel" {
+			return nil, fmt.Errorf("pipeline: %s: %s class %q is not supported (supported: UNet2DModel)", filepath.Join(label, IndexFile), GuideComponent, gc.class)
+		}
+		d, l := sub(GuideComponent)
+		if p.GuideUNet, err = unet.LoadFS(fsys, d, l); err != nil {
+			return nil, err
+		}
+		if p.AutoGuidance == 0 {
+			p.AutoGuidance = 1
+		}
 	}
 	for _, key := range []string{"vae", "vqvae"} {
 		c, ok := comps[key]
@@ -163,6 +196,9 @@ func LoadFS(fsys fs.FS, dir, label string) (*Pipeline, error) {
 // weights are set; its weights must not change afterwards.
 func (p *Pipeline) Freeze() {
 	p.UNet.Params.Freeze()
+	if p.GuideUNet != nil {
+		p.GuideUNet.Params.Freeze()
+	}
 	if p.VAE != nil {
 		p.VAE.Params.Freeze()
 	}
@@ -232,9 +268,43 @@ func (p *Pipeline) check() error {
 	if u.OutChannels != u.InChannels && u.OutChannels != 2*u.InChannels {
 		return fmt.Errorf("unet out_channels = %d does not fit in_channels = %d", u.OutChannels, u.InChannels)
 	}
+	if p.GuideUNet != nil {
+		if err := checkGuide(u, p.GuideUNet.Config); err != nil {
+			return err
+		}
+	}
 	h, w := p.LatentSize()
 	if h <= 0 || w <= 0 {
 		return fmt.Errorf("cannot tell the sample size: set sample_size in the unet (or vae) config")
+	}
+	return nil
+}
+
+// SetGuide makes u the pipeline's guide for autoguidance, with default
+// weight w (1: off), after checking that it predicts the same thing as
+// the pipeline's UNet. u's weights must not change afterwards.
+func (p *Pipeline) SetGuide(u *unet.Model, w float64) error {
+	if math.IsNaN(w) || w < 0 || math.IsInf(w, 0) {
+		return fmt.Errorf("pipeline: autoguidance weight %v must be 0 or more", w)
+	}
+	if err := checkGuide(p.UNet.Config, u.Config); err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	u.Params.Freeze()
+	p.GuideUNet, p.AutoGuidance = u, w
+	return nil
+}
+
+// checkGuide verifies that a guide UNet predicts the same thing, of the
+// same shape, for the same labels as the UNet it guides.
+func checkGuide(u, g *unet.Config) error {
+	switch {
+	case g.InChannels != u.InChannels || g.OutChannels != u.OutChannels:
+		return fmt.Errorf("%s in/out channels %d/%d differ from the unet's %d/%d", GuideComponent, g.InChannels, g.OutChannels, u.InChannels, u.OutChannels)
+	case g.SampleSize != u.SampleSize:
+		return fmt.Errorf("%s sample_size %v differs from the unet's %v", GuideComponent, g.SampleSize, u.SampleSize)
+	case g.ClassConditional() != u.ClassConditional() || (u.NumClassEmbeds != nil && g.NumClassEmbeds != nil && *g.NumClassEmbeds != *u.NumClassEmbeds):
+		return fmt.Errorf("%s is not conditioned on the same classes as the unet", GuideComponent)
 	}
 	return nil
 }

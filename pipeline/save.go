@@ -11,7 +11,8 @@ import (
 )
 
 // Save writes the pipeline in diffusers' folder layout: model_index.json,
-// unet/, vae/ or vqvae/, and scheduler/scheduler_config.json. The folder is
+// unet/, vae/ or vqvae/, scheduler/scheduler_config.json, and guide_unet/
+// when the pipeline has a guide. The folder is
 // written under a temporary name and renamed into place (replacing an
 // earlier pipeline folder, or an empty one, there), so an interrupted save never leaves a mix of old
 // and new files.
@@ -38,6 +39,13 @@ func (p *Pipeline) saveInto(dir string) error {
 		index["vqvae"] = []string{"diffusers", "VQModel"}
 	default:
 		index["_class_name"] = "DDPMPipeline"
+	}
+	if p.GuideUNet != nil {
+		index[GuideComponent] = []string{"diffusers", "UNet2DModel"}
+		index[AutoGuidanceKey] = p.AutoGuidance
+		if err := p.GuideUNet.Save(filepath.Join(dir, GuideComponent)); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "scheduler"), 0o755); err != nil {
 		return fmt.Errorf("pipeline: %w", err)

@@ -173,7 +173,9 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	}
 	if want["generate"] {
 		resetPeakRSS()
-		opts := pipeline.Options{N: *n, Steps: *steps, Scheduler: "dpm++2m", BatchSize: *genBatch}
+		// The UNet alone, without a guide's autoguidance, as PyTorch's
+		// reference generates.
+		opts := pipeline.Options{N: *n, Steps: *steps, Scheduler: "dpm++2m", BatchSize: *genBatch, AutoGuidance: 1}
 		r.GenerateS, err = b.time(func() error {
 			_, err := p.Generate(ctx, opts)
 			return err

@@ -11,6 +11,7 @@ import (
 	"github.com/ldm-go/ldm/internal/classifier"
 	"github.com/ldm-go/ldm/internal/dataset"
 	"github.com/ldm-go/ldm/pipeline"
+	"github.com/ldm-go/ldm/unet"
 	"github.com/ldm-go/ldm/weights"
 )
 
@@ -41,6 +42,8 @@ func runEval(ctx context.Context, e *env, args []string) error {
 	sched := fs.String("scheduler", "", "sampler (default: the model's own)")
 	cond := fs.Bool("conditional", false, "generate n/10 samples of each digit with --guidance and report how often each is recognised")
 	guidance := fs.Float64("guidance", 3, "classifier-free guidance scale with --conditional")
+	auto := fs.Float64("autoguidance", 0, "autoguidance weight for unconditional samples (0: the model's default, 1: off)")
+	guide := fs.String("guide-unet", "", "UNet folder of a weaker model to autoguide with (default: the pipeline's guide_unet)")
 	batch := fs.Int("batch-size", 64, "images per UNet batch")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	quiet := fs.Bool("q", false, "no progress output")
@@ -56,6 +59,8 @@ func runEval(ctx context.Context, e *env, args []string) error {
 		return usagef("--steps must be at least 1, got %d", *steps)
 	case *guidance < 0:
 		return usagef("--guidance must be 0 or more, got %v", *guidance)
+	case *auto < 0:
+		return usagef("--autoguidance must be 0 or more, got %v", *auto)
 	case *batch < 1:
 		return usagef("--batch-size must be at least 1")
 	case *n > pipeline.MaxEvalSamples:
@@ -64,6 +69,15 @@ func runEval(ctx context.Context, e *env, args []string) error {
 	p, err := loadModel(*model)
 	if err != nil {
 		return err
+	}
+	if *guide != "" {
+		g, err := unet.Load(*guide)
+		if err != nil {
+			return err
+		}
+		if err := p.SetGuide(g, p.AutoGuidance); err != nil {
+			return fmt.Errorf("--guide-unet %s: %w", *guide, err)
+		}
 	}
 	cls, err := loadClassifier(*clsDir)
 	if err != nil {
@@ -80,7 +94,7 @@ func runEval(ctx context.Context, e *env, args []string) error {
 	bar := newProgress(e, *quiet, int64(*n), "sampling")
 	rep, err := p.Evaluate(ctx, cls, train, test, pipeline.EvalOptions{
 		N: *n, Seed: *seed, Steps: *steps, Scheduler: *sched, BatchSize: *batch, Conditional: *cond,
-		GuidanceScale: *guidance, RealImages: *realN, TestImages: *testN, Progress: func(done, total int) { bar.set(int64(done), "") },
+		GuidanceScale: *guidance, AutoGuidance: *auto, RealImages: *realN, TestImages: *testN, Progress: func(done, total int) { bar.set(int64(done), "") },
 	})
 	bar.finish()
 	if err != nil {
@@ -99,6 +113,9 @@ func printReport(w io.Writer, r *pipeline.EvalReport, cond bool) {
 	mode := "unconditional"
 	if cond {
 		mode = fmt.Sprintf("class-conditional, guidance %g", r.Guidance)
+	}
+	if r.AutoGuidance != 0 {
+		mode += fmt.Sprintf(", autoguidance %g", r.AutoGuidance)
 	}
 	fmt.Fprintf(w, "sampler %s, %d steps, %s\n\n", r.Scheduler, r.Steps, mode)
 	fmt.Fprintf(w, "%-22s %10s %12s %12s\n", "", "n", "Frechet", "Incept.")

@@ -63,7 +63,11 @@ func printInfo(w io.Writer, name string, p *pipeline.Pipeline) {
 	lh, lw := p.LatentSize()
 	fmt.Fprintf(w, "image      %d x %d x %d (channels x height x width)\n", p.ImageChannels(), h, wd)
 	fmt.Fprintf(w, "latent     %d x %d x %d\n", p.UNet.Config.InChannels, lh, lw)
-	printUNet(w, p.UNet)
+	printUNet(w, "unet", p.UNet)
+	if g := p.GuideUNet; g != nil {
+		printUNet(w, pipeline.GuideComponent, g)
+		fmt.Fprintf(w, "           guides samples without classifier-free guidance; autoguidance weight %g by default\n", p.AutoGuidance)
+	}
 	if p.VAE != nil {
 		printVAE(w, "vae", p.VAE.Config, p.VAE.NumParams())
 	}
@@ -76,9 +80,9 @@ func printInfo(w io.Writer, name string, p *pipeline.Pipeline) {
 		s.NumTrainTimesteps, s.BetaSchedule, s.BetaStart, s.BetaEnd, s.PredictionType, s.TimestepSpacing)
 }
 
-func printUNet(w io.Writer, m *unet.Model) {
+func printUNet(w io.Writer, name string, m *unet.Model) {
 	c := m.Config
-	fmt.Fprintf(w, "unet       UNet2DModel, %s parameters\n", commas(m.NumParams()))
+	fmt.Fprintf(w, "%-10s UNet2DModel, %s parameters\n", name, commas(m.NumParams()))
 	fmt.Fprintf(w, "           block_out_channels [%s], layers_per_block %d, norm_num_groups %d\n", join(c.BlockOutChannels), c.LayersPerBlock, *c.NormNumGroups)
 	fmt.Fprintf(w, "           down %s\n           up   %s\n", strings.Join(c.DownBlockTypes, ", "), strings.Join(c.UpBlockTypes, ", "))
 	head := "one head per block"

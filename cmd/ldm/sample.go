@@ -33,13 +33,14 @@ const (
 	metaGuidance  = "ldm.guidance"
 	metaClass     = "ldm.class"
 	metaEta       = "ldm.eta"
+	metaAuto      = "ldm.autoguidance"
 )
 
 type sampleFlags struct {
 	n, steps, batch, class int
 	seed                   int64
 	scheduler, model       string
-	eta, guidance          float64
+	eta, guidance, auto    float64
 	out, outDir, from      string
 	quiet, skipExisting    bool
 }
@@ -55,6 +56,7 @@ func runSample(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&f.batch, "batch-size", 0, "images per UNet batch, 0 for the model's default (changes speed and memory, never the images)")
 	fs.IntVar(&f.class, "class", -1, "class label for class-conditional models (-1: unconditional)")
 	fs.Float64Var(&f.guidance, "guidance", 3, "classifier-free guidance scale with --class (1: none)")
+	fs.Float64Var(&f.auto, "autoguidance", 0, "autoguidance weight without classifier-free guidance, for a model with a guide UNet (0: the model's default, 1: off)")
 	fs.StringVar(&f.out, "o", "samples.png", "output grid PNG")
 	fs.StringVar(&f.outDir, "out-dir", "", "write one PNG per image into this folder instead of a grid")
 	fs.BoolVar(&f.skipExisting, "skip-existing", false, "with --out-dir: keep images already there and generate only the missing ones")
@@ -88,6 +90,12 @@ func runSample(ctx context.Context, e *env, args []string) error {
 	if f.guidance < 0 {
 		return usagef("--guidance must be 0 or more, got %v", f.guidance)
 	}
+	if f.auto < 0 {
+		return usagef("--autoguidance must be 0 or more, got %v", f.auto)
+	}
+	if f.auto != 0 && f.auto != 1 && f.class >= 0 && f.guidance != 0 && f.guidance != 1 {
+		return usagef("--autoguidance applies to samples without classifier-free guidance: with --class, give --guidance 1")
+	}
 	if f.eta < 0 || f.eta > 1 {
 		return usagef("--eta must be in [0, 1], got %v", f.eta)
 	}
@@ -106,7 +114,7 @@ func runSample(ctx context.Context, e *env, args []string) error {
 	}
 	opts := pipeline.Options{
 		N: f.n, Seed: uint64(f.seed), FirstIndex: first, Steps: f.steps, Scheduler: f.scheduler,
-		Eta: f.eta, BatchSize: min(f.batch, f.n),
+		Eta: f.eta, BatchSize: min(f.batch, f.n), AutoGuidance: f.auto,
 	}
 	if f.class >= 0 {
 		opts.ClassLabels = []int{f.class}
@@ -117,6 +125,7 @@ func runSample(ctx context.Context, e *env, args []string) error {
 		metaScheduler: schedulerName(p, f.scheduler), metaSteps: strconv.Itoa(f.steps),
 		metaClass: strconv.Itoa(f.class), metaEta: strconv.FormatFloat(f.eta, 'g', -1, 64),
 		metaGuidance: strconv.FormatFloat(opts.GuidanceScale, 'g', -1, 64),
+		metaAuto:     strconv.FormatFloat(p.AutoGuidanceWeight(opts), 'g', -1, 64),
 	}
 	if f.outDir != "" {
 		return sampleToDir(ctx, e, f, p, opts, meta)
@@ -182,6 +191,16 @@ func (f *sampleFlags) applyMetadata(set map[string]bool) (int, error) {
 	for key, dst := range map[string]any{metaSteps: &f.steps, metaClass: &f.class, metaGuidance: &f.guidance, metaEta: &f.eta} {
 		if err := num(key, dst); err != nil {
 			return 0, err
+		}
+	}
+	// Images from before autoguidance, or from a model without a guide,
+	// were not autoguided.
+	if !set["autoguidance"] {
+		f.auto = 1
+		if get(metaAuto) != "" {
+			if err := num(metaAuto, &f.auto); err != nil {
+				return 0, err
+			}
 		}
 	}
 	first := 0

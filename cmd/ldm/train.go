@@ -6,10 +6,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 
 	"github.com/ldm-go/ldm/diffusion"
 	"github.com/ldm-go/ldm/internal/atomicfile"
@@ -282,14 +284,47 @@ func trainUNet(ctx context.Context, e *env, args []string) error {
 	offset := fs.Float64("offset-noise", 0, "offset noise strength (0: off)")
 	sampleEvery := fs.Int("sample-every", 1000, "write a sample grid every N steps")
 	sampleSteps := fs.Int("sample-steps", 20, "denoising steps of the sample grids")
+	guideFor := fs.String("guide-for", "", "train a guide for autoguidance of this pipeline folder, on its latents and noise schedule; --out gets the pipeline with the guide as guide_unet/")
+	autoWeight := fs.Float64("autoguidance", 2, "with --guide-for: the default autoguidance weight saved in the pipeline")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	var guided *pipeline.Pipeline
+	if *guideFor != "" {
+		var clash []string
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "vae", "scaling-factor", "prediction-type", "beta-schedule", "num-train-timesteps", "sampler":
+				clash = append(clash, "--"+f.Name)
+			}
+		})
+		if len(clash) > 0 {
+			return usagef("%s cannot be set with --guide-for: the guide takes them from the pipeline %s", strings.Join(clash, ", "), *guideFor)
+		}
+		if math.IsNaN(*autoWeight) || *autoWeight < 0 || math.IsInf(*autoWeight, 0) {
+			return usagef("--autoguidance must be 0 or more, got %v", *autoWeight)
+		}
+		if c.ckptDir == "" && c.out != "" {
+			c.ckptDir = filepath.Clean(c.out) + ".guide.checkpoints"
+		}
 	}
 	if err := c.check(); err != nil {
 		return err
 	}
 	var v *vae.AutoencoderKL
-	if *vaeDir != "" {
+	if *guideFor != "" {
+		var err error
+		if guided, err = pipeline.Load(*guideFor); err != nil {
+			return err
+		}
+		if guided.VQ != nil {
+			return fmt.Errorf("--guide-for %s: a guide for a VQ pipeline is not supported", *guideFor)
+		}
+		v = guided.VAE
+		if v != nil {
+			*sf = strconv.FormatFloat(v.Config.ScalingFactor, 'g', -1, 64)
+		}
+	} else if *vaeDir != "" {
 		var err error
 		if _, serr := os.Stat(filepath.Join(*vaeDir, "vae", vae.ConfigFile)); serr == nil {
 			v, err = vae.LoadAutoencoderKL(filepath.Join(*vaeDir, "vae"))
@@ -356,13 +391,20 @@ func trainUNet(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("%s: %w", src, err)
 	}
 	nn.InitKaiming(u.Params, nn.NewRNG(c.seed, 1<<56))
-	sc, err := scheduler.DefaultConfig("DDPMScheduler")
-	if err != nil {
-		return err
-	}
-	sc.NumTrainTimesteps, sc.BetaSchedule, sc.PredictionType = *timesteps, *betaSchedule, *pred
-	if err := sc.Validate(); err != nil {
-		return err
+	var sc *scheduler.Config
+	if guided != nil {
+		// The guide learns the same noising process as the UNet it guides.
+		if sc, err = guided.Scheduler.Convert("DDPMScheduler"); err != nil {
+			return err
+		}
+	} else {
+		if sc, err = scheduler.DefaultConfig("DDPMScheduler"); err != nil {
+			return err
+		}
+		sc.NumTrainTimesteps, sc.BetaSchedule, sc.PredictionType = *timesteps, *betaSchedule, *pred
+		if err := sc.Validate(); err != nil {
+			return err
+		}
 	}
 	noise, err := scheduler.New(sc)
 	if err != nil {
@@ -412,6 +454,20 @@ func trainUNet(ctx context.Context, e *env, args []string) error {
 	}
 	if err := loop.run(ctx, "train unet"); err != nil {
 		return err
+	}
+	if guided != nil {
+		w, err := tr.Weights()
+		if err != nil {
+			return err
+		}
+		if err := guided.SetGuide(w, *autoWeight); err != nil {
+			return err
+		}
+		if err := guided.Save(c.out); err != nil {
+			return err
+		}
+		logf(e, c.quiet, "wrote the pipeline %s with the guide in %s/", c.out, pipeline.GuideComponent)
+		return nil
 	}
 	p, err := assemble()
 	if err != nil {

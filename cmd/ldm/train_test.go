@@ -7,6 +7,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -87,6 +88,88 @@ func TestTrainVAEThenUNet(t *testing.T) {
 	if !sameFile(t, filepath.Join(full, "unet", "diffusion_pytorch_model.safetensors"), filepath.Join(part, "unet", "diffusion_pytorch_model.safetensors")) {
 		t.Error("resumed training ended with other weights")
 	}
+	trainGuide(t, data, vaeOut, p)
+}
+
+// trainGuide trains a guide for the pipeline p (trained on data with the
+// VAE vaeOut) and checks that it learned the pipeline's own latents and
+// schedule: its weights are those of a plain run given them explicitly.
+// The pipeline it writes keeps the UNet and VAE, and samples with the
+// guide's default weight unless told otherwise.
+func trainGuide(t *testing.T, data, vaeOut string, p *pipeline.Pipeline) {
+	tmp := t.TempDir()
+	// A scaling factor and a prediction type that the defaults would not
+	// give, so that only a guide that takes them from the pipeline matches.
+	p.VAE.Config.ScalingFactor = 0.77
+	p.Scheduler.PredictionType = "v_prediction"
+	full := filepath.Join(tmp, "full")
+	if err := p.Save(full); err != nil {
+		t.Fatal(err)
+	}
+	common := []string{"train", "unet", "--data", data, "--size", "8", "--labels", "--preset", "tiny", "--steps", "3",
+		"--batch-size", "4", "--seed", "3", "--sample-every", "0", "-q"}
+	guided := filepath.Join(tmp, "guided")
+	args := append(common, "--guide-for", full, "--out", guided, "--autoguidance", "1.5")
+	if code, _, stderr := ldm(t, args...); code != 0 {
+		t.Fatalf("train unet --guide-for: exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat(guided + ".guide.checkpoints"); err != nil {
+		t.Errorf("the guide's checkpoints: %v", err)
+	}
+	sf := strconv.FormatFloat(p.ScalingFactor(), 'g', -1, 64)
+	plain := filepath.Join(tmp, "plain")
+	if code, _, stderr := ldm(t, append(common, "--vae", vaeOut, "--scaling-factor", sf, "--prediction-type", "v_prediction", "--out", plain)...); code != 0 {
+		t.Fatalf("plain run: exit %d: %s", code, stderr)
+	}
+	weights := "diffusion_pytorch_model.safetensors"
+	if !sameFile(t, filepath.Join(guided, pipeline.GuideComponent, weights), filepath.Join(plain, "unet", weights)) {
+		t.Error("the guide's weights differ from a plain run on the pipeline's latents and schedule")
+	}
+	for _, c := range []string{"unet", "vae"} {
+		if !sameFile(t, filepath.Join(guided, c, weights), filepath.Join(full, c, weights)) {
+			t.Errorf("%s/ changed", c)
+		}
+	}
+	g, err := pipeline.Load(guided)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.GuideUNet == nil || g.AutoGuidance != 1.5 {
+		t.Fatalf("guide loaded %v, weight %v; want a guide with weight 1.5", g.GuideUNet != nil, g.AutoGuidance)
+	}
+	sample := func(model string, extra ...string) string {
+		out := filepath.Join(tmp, strings.Join(append([]string{filepath.Base(model)}, extra...), "")+".png")
+		args := append([]string{"sample", "--model", model, "-n", "4", "--steps", "3", "--seed", "5", "-o", out, "-q"}, extra...)
+		if code, _, stderr := ldm(t, args...); code != 0 {
+			t.Fatalf("ldm %s: exit %d: %s", strings.Join(args, " "), code, stderr)
+		}
+		return out
+	}
+	unguided, def, off, explicit := sample(full), sample(guided), sample(guided, "--autoguidance", "1"), sample(guided, "--autoguidance", "1.5")
+	if !samePixels(t, unguided, off) {
+		t.Error("--autoguidance 1 does not give the unguided samples")
+	}
+	if samePixels(t, unguided, def) || !samePixels(t, def, explicit) {
+		t.Error("the default is not the saved weight 1.5")
+	}
+	again := filepath.Join(tmp, "again.png")
+	if code, _, stderr := ldm(t, "sample", "--from", def, "-o", again, "-q"); code != 0 || !samePixels(t, def, again) {
+		t.Errorf("sample --from an autoguided grid: exit %d (%s), or other pixels", code, stderr)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--vae", vaeOut}, "--vae cannot be set with --guide-for"},
+		{[]string{"--prediction-type", "epsilon", "--sampler", "ddim"}, "--prediction-type, --sampler cannot be set with --guide-for"},
+		{[]string{"--autoguidance", "-1"}, "--autoguidance must be 0 or more"},
+	} {
+		args := append(append(common, "--guide-for", full, "--out", filepath.Join(tmp, "bad")), tc.args...)
+		if code, _, stderr := ldm(t, args...); code != 2 || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, %q; want 2 mentioning %q", tc.args, code, stderr, tc.want)
+		}
+	}
 }
 
 func TestTrainRefusesBadFlags(t *testing.T) {
@@ -110,4 +193,9 @@ func TestTrainRefusesBadFlags(t *testing.T) {
 			t.Errorf("ldm %s: exit %d, %q; want %d mentioning %q", strings.Join(tc.args, " "), code, stderr, tc.code, tc.want)
 		}
 	}
+}
+
+func samePixels(t *testing.T, a, b string) bool {
+	t.Helper()
+	return bytes.Equal(pixels(t, a), pixels(t, b))
 }

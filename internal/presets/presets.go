@@ -30,6 +30,12 @@ var UNet = map[string]string{
 		"block_out_channels":[64,128,128],"layers_per_block":1,"norm_num_groups":32,"attention_head_dim":32,
 		"down_block_types":["DownBlock2D","AttnDownBlock2D","AttnDownBlock2D"],
 		"up_block_types":["AttnUpBlock2D","AttnUpBlock2D","UpBlock2D"],"num_class_embeds":11}`,
+	// The guide for autoguidance of mnist-latent: the same layout at half
+	// the width, a quarter of the parameters.
+	"mnist-latent-guide": `{"_class_name":"UNet2DModel","in_channels":4,"out_channels":4,"sample_size":8,
+		"block_out_channels":[32,64,64],"layers_per_block":1,"norm_num_groups":16,"attention_head_dim":32,
+		"down_block_types":["DownBlock2D","AttnDownBlock2D","AttnDownBlock2D"],
+		"up_block_types":["AttnUpBlock2D","AttnUpBlock2D","UpBlock2D"],"num_class_embeds":11}`,
 	// google/ddpm-cifar10-32's architecture (pixel space, 3x32x32).
 	"ddpm-cifar10-32": `{"_class_name":"UNet2DModel","in_channels":3,"out_channels":3,"sample_size":32,
 		"block_out_channels":[128,256,256,256],"layers_per_block":2,"norm_num_groups":32,"attention_head_dim":null,
