@@ -2,6 +2,7 @@ package weights_test
 
 import (
 	"context"
+	"io/fs"
 	"testing"
 
 	"github.com/ldm-go/ldm/internal/classifier"
@@ -70,5 +71,40 @@ func TestEmbeddedPipelineGuidedSamples(t *testing.T) {
 	}
 	if right < 17 {
 		t.Errorf("the classifier reads %d of 20 guided samples as the digit asked for, want at least 17", right)
+	}
+}
+
+// Everything embedded fits in the 30 MB that the default model may take,
+// and the default pipeline autoguides its unconditional samples.
+func TestEmbeddedSizeAndGuide(t *testing.T) {
+	const limit = 30_000_000
+	total := int64(0)
+	err := fs.WalkDir(weights.FS(), ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		total += info.Size()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total > limit {
+		t.Errorf("the embedded weights take %d bytes, over the limit of %d", total, limit)
+	}
+	fsys, ok := weights.Default()
+	if !ok {
+		t.Fatal("no default pipeline embedded")
+	}
+	p, err := pipeline.LoadFS(fsys, ".", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.GuideUNet == nil || p.AutoGuidance <= 1 || p.AutoGuidanceWeight(pipeline.Options{}) != p.AutoGuidance {
+		t.Errorf("the default pipeline does not autoguide its unconditional samples (guide %v, weight %v)", p.GuideUNet != nil, p.AutoGuidance)
 	}
 }

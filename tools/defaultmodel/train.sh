@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the default model from scratch, as weights/README.md (the model
 # card) describes: the classifier, the VAE, then the class-conditional
-# latent UNet, timing each stage. The results go to OUT (default
+# latent UNet and its guide, timing each stage. The results go to OUT (default
 # ./default-model): OUT/mnist-classifier and OUT/mnist-ldm, the folders
 # weights/ ships. Run from anywhere:
 #
@@ -29,4 +29,10 @@ stage vae $L train vae --out "$OUT/mnist-vae" --preset mnist-kl-4x8x8 --steps 30
 stage unet $L train unet --vae "$OUT/mnist-vae" --out "$OUT/mnist-ldm" --preset mnist-latent --steps 27000 \
 	--batch-size 64 --lr 1e-3 --warmup 200 --label-dropout 0.5 --prediction-type v_prediction --min-snr-gamma 5 --sampler sde-dpm++2m \
 	--seed 1 --checkpoint-every 2000 --keep-checkpoints 0 --sample-every 4000 --sample-steps 20
+# The guide for autoguidance: a UNet of half the width on the same latents,
+# trained for a fraction of the steps at a constant learning rate, added to
+# the pipeline as guide_unet/.
+stage guide $L train unet --guide-for "$OUT/mnist-ldm" --out "$OUT/mnist-ldm" --preset mnist-latent-guide --steps 1000 \
+	--batch-size 64 --lr 1e-3 --lr-scheduler constant_with_warmup --warmup 200 --label-dropout 0.5 --min-snr-gamma 5 \
+	--autoguidance 1.5 --seed 1 --checkpoint-every 250 --keep-checkpoints 0 --sample-every 0
 echo "total: $(((SECONDS - start) / 60)) min $(((SECONDS - start) % 60)) s" | tee -a "$OUT/times.txt"
