@@ -38,14 +38,7 @@ func TestEmbeddedClassifier(t *testing.T) {
 // digits asked for: 2 of each digit at guidance 3 with 10 DPM-Solver++
 // steps, read by the shipped classifier (the model card reports 1,000).
 func TestEmbeddedPipelineGuidedSamples(t *testing.T) {
-	fsys, ok := weights.Default()
-	if !ok {
-		t.Fatal("no default pipeline embedded")
-	}
-	p, err := pipeline.LoadFS(fsys, ".", "default")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := loadDefault(t)
 	cls, err := weights.LoadClassifier()
 	if err != nil {
 		t.Fatal(err)
@@ -96,6 +89,14 @@ func TestEmbeddedSizeAndGuide(t *testing.T) {
 	if total > limit {
 		t.Errorf("the embedded weights take %d bytes, over the limit of %d", total, limit)
 	}
+	p := loadDefault(t)
+	if p.GuideUNet == nil || p.AutoGuidance <= 1 || p.AutoGuidanceWeight(pipeline.Options{}) != p.AutoGuidance {
+		t.Errorf("the default pipeline does not autoguide its unconditional samples (guide %v, weight %v)", p.GuideUNet != nil, p.AutoGuidance)
+	}
+}
+
+func loadDefault(t *testing.T) *pipeline.Pipeline {
+	t.Helper()
 	fsys, ok := weights.Default()
 	if !ok {
 		t.Fatal("no default pipeline embedded")
@@ -104,7 +105,5 @@ func TestEmbeddedSizeAndGuide(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.GuideUNet == nil || p.AutoGuidance <= 1 || p.AutoGuidanceWeight(pipeline.Options{}) != p.AutoGuidance {
-		t.Errorf("the default pipeline does not autoguide its unconditional samples (guide %v, weight %v)", p.GuideUNet != nil, p.AutoGuidance)
-	}
+	return p
 }
