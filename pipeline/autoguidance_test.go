@@ -235,3 +235,52 @@ func TestAutoGuidanceRefusesBadGuides(t *testing.T) {
 		}
 	}
 }
+
+// The jobs on images and DDIM inversion run the UNet alone: a pipeline
+// with a guide gives the bits of the same pipeline without one.
+func TestJobsAreNotAutoguided(t *testing.T) {
+	guided, plain := guidedPipeline(t, 2), tinyClassPipeline(t)
+	h, w := plain.ImageSize()
+	x := testImages(plain, 2, 4)
+	ctx := context.Background()
+	jobs := map[string]func(p *Pipeline) ([]float32, error){
+		"denoise": func(p *Pipeline) ([]float32, error) {
+			y, err := p.DenoiseImages(ctx, x, DenoiseOptions{JobOptions: JobOptions{Steps: 4, Seed: 3}, Strength: 0.6})
+			if err != nil {
+				return nil, err
+			}
+			return y.Float32s(), nil
+		},
+		"inpaint": func(p *Pipeline) ([]float32, error) {
+			y, err := p.Inpaint(ctx, x, InpaintOptions{JobOptions: JobOptions{Steps: 4, Seed: 3}, Mask: randomMask(h, w, 2)})
+			if err != nil {
+				return nil, err
+			}
+			return y.Float32s(), nil
+		},
+		"ddim inversion": func(p *Pipeline) ([]float32, error) {
+			z, err := p.EncodeLatents(x)
+			if err != nil {
+				return nil, err
+			}
+			y, err := p.InvertDDIM(ctx, z, 4, nil)
+			if err != nil {
+				return nil, err
+			}
+			return y.Float32s(), nil
+		},
+	}
+	for name, run := range jobs {
+		want, err := run(plain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := run(guided)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bitsEqual(want, got) {
+			t.Errorf("%s: the guide changed the result", name)
+		}
+	}
+}
