@@ -55,7 +55,6 @@ var benchShapes = []gemmShape{
 // kernel this CPU selects, reporting GFLOP/s and the share of the peak
 // measured just before on the same number of cores.
 func BenchmarkSgemm(b *testing.B) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	for _, s := range benchShapes {
 		lda, ldb := s.k, s.n
 		if s.transA {
@@ -71,7 +70,7 @@ func BenchmarkSgemm(b *testing.B) {
 					rng := rand.New(rand.NewPCG(1, 1))
 					a, bm, c = randSlice(rng, s.m*s.k), randSlice(rng, s.k*s.n), make([]float32, s.m*s.n)
 				}
-				runtime.GOMAXPROCS(procs)
+				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
 				peak := PeakGFLOPS(procs)
 				Sgemm(s.transA, s.transB, s.m, s.n, s.k, 1, a, lda, bm, ldb, 0, c, s.n)
 				for b.Loop() {
@@ -111,7 +110,6 @@ func BenchmarkKernel(b *testing.B) {
 // (NewPackedA), as frozen model weights are: the difference from
 // BenchmarkSgemm is the packing of A and its barrier.
 func BenchmarkSgemmPackedA(b *testing.B) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	for _, s := range benchShapes {
 		if s.transA || s.transB {
 			continue
@@ -121,7 +119,7 @@ func BenchmarkSgemmPackedA(b *testing.B) {
 		pa := NewPackedA(s.m, s.k, a, s.k)
 		for _, procs := range []int{1, 2} {
 			b.Run(fmt.Sprintf("%s/%s/procs=%d", active.name, s.name, procs), func(b *testing.B) {
-				runtime.GOMAXPROCS(procs)
+				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
 				peak := PeakGFLOPS(procs)
 				for b.Loop() {
 					SgemmA(pa, false, s.n, 1, bm, s.n, 0, c, s.n)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"github.com/ldm-go/ldm/internal/blas"
@@ -154,18 +155,64 @@ func BenchmarkConv2d(b *testing.B) {
 	r := rand.New(rand.NewPCG(7, 8))
 	for _, c := range cases {
 		s := c.s
-		x := randNormal(r, s.N*s.C*s.H*s.W)
-		w := randNormal(r, s.OutC*s.ColRows())
-		bias := randNormal(r, s.OutC)
-		y := make([]float32, s.N*s.OutC*s.OutH()*s.OutW())
-		work := make([]float32, ConvWork(s))
-		flops := 2 * float64(s.OutC) * float64(s.ColRows()) * float64(s.ColCols())
+		conv, flops := benchConv(r, s)
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
-				Conv2d(y, x, w, nil, bias, s, work)
+				conv()
 			}
 			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
+	}
+}
+
+// benchConv returns a call of Conv2d on random operands of shape s, with
+// unfrozen weights, and the multiply-adds it does, counted as two flops.
+func benchConv(r *rand.Rand, s ConvShape) (func(), float64) {
+	x := randNormal(r, s.N*s.C*s.H*s.W)
+	w := randNormal(r, s.OutC*s.ColRows())
+	bias := randNormal(r, s.OutC)
+	y := make([]float32, s.N*s.OutC*s.OutH()*s.OutW())
+	work := make([]float32, ConvWork(s))
+	flops := 2 * float64(s.OutC) * float64(s.ColRows()) * float64(s.ColCols())
+	return func() { Conv2d(y, x, w, nil, bias, s, work) }, flops
+}
+
+// BenchmarkConvShareOfPeak runs the 3x3 convolutions of the
+// ddpm-cifar10-32 UNet at batch 32 the way its training runs them (an
+// implicit GEMM on weights that are not frozen: the column matrix is packed
+// straight from the image, or read where it lies), on one core and on two,
+// and reports the share of the FMA peak measured just before on as many
+// cores. These are the im2col shapes of internal/blas's BenchmarkSgemm
+// (M x K x N = out channels x 9 in channels x batch pixels) as the model
+// computes them; the blas benchmark multiplies explicit column matrices,
+// which at the first level (151 MB) the model never builds.
+func BenchmarkConvShareOfPeak(b *testing.B) {
+	r := rand.New(rand.NewPCG(7, 9))
+	for _, s := range []ConvShape{
+		{N: 32, C: 128, H: 32, W: 32, OutC: 128},
+		{N: 32, C: 256, H: 16, W: 16, OutC: 256},
+		{N: 32, C: 256, H: 8, W: 8, OutC: 256},
+		{N: 32, C: 256, H: 4, W: 4, OutC: 256},
+	} {
+		s.KH, s.KW, s.Stride = 3, 3, 1
+		s.PadT, s.PadL, s.PadB, s.PadR = 1, 1, 1, 1
+		conv, flops := benchConv(r, s)
+		for _, procs := range []int{1, 2} {
+			name := fmt.Sprintf("cifar/%dx%dx%d/procs=%d", s.OutC, s.ColRows(), s.ColCols(), procs)
+			b.Run(name, func(b *testing.B) {
+				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+				peak := blas.PeakGFLOPS(procs)
+				conv()
+				for b.Loop() {
+					conv()
+				}
+				gflops := flops * float64(b.N) / b.Elapsed().Seconds() / 1e9
+				b.ReportMetric(gflops, "GFLOP/s")
+				if peak > 0 {
+					b.ReportMetric(100*gflops/peak, "%peak")
+				}
+			})
+		}
 	}
 }
 
