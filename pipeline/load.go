@@ -287,11 +287,20 @@ func (p *Pipeline) SetGuide(u *unet.Model, w float64) error {
 	if math.IsNaN(w) || w < 0 || math.IsInf(w, 0) {
 		return fmt.Errorf("pipeline: autoguidance weight %v must be 0 or more", w)
 	}
-	if err := checkGuide(p.UNet.Config, u.Config); err != nil {
-		return fmt.Errorf("pipeline: %w", err)
+	if err := p.CheckGuide(u.Config); err != nil {
+		return err
 	}
 	u.Params.Freeze()
 	p.GuideUNet, p.AutoGuidance = u, w
+	return nil
+}
+
+// CheckGuide reports whether a UNet with config c could guide the
+// pipeline's UNet (see SetGuide).
+func (p *Pipeline) CheckGuide(c *unet.Config) error {
+	if err := checkGuide(p.UNet.Config, c); err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
 	return nil
 }
 

@@ -174,6 +174,11 @@ func trainVAE(ctx context.Context, e *env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		// flag stops at the first argument that is not a flag, so every
+		// flag after it would be ignored.
+		return usagef("unexpected argument %q (flags after it would be ignored)", fs.Arg(0))
+	}
 	if err := c.check(); err != nil {
 		return err
 	}
@@ -285,9 +290,14 @@ func trainUNet(ctx context.Context, e *env, args []string) error {
 	sampleEvery := fs.Int("sample-every", 1000, "write a sample grid every N steps")
 	sampleSteps := fs.Int("sample-steps", 20, "denoising steps of the sample grids")
 	guideFor := fs.String("guide-for", "", "train a guide for autoguidance of this pipeline folder, on its latents and noise schedule; --out gets the pipeline with the guide as guide_unet/")
-	autoWeight := fs.Float64("autoguidance", 2, "with --guide-for: the default autoguidance weight saved in the pipeline")
+	autoWeight := fs.Float64("autoguidance", 1.5, "with --guide-for: the default autoguidance weight saved in the pipeline")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		// flag stops at the first argument that is not a flag, so every
+		// flag after it would be ignored.
+		return usagef("unexpected argument %q (flags after it would be ignored)", fs.Arg(0))
 	}
 	var guided *pipeline.Pipeline
 	if *guideFor != "" {
@@ -389,6 +399,12 @@ func trainUNet(ctx context.Context, e *env, args []string) error {
 	u, err := unet.New(cfg)
 	if err != nil {
 		return fmt.Errorf("%s: %w", src, err)
+	}
+	if guided != nil {
+		// Refuse a guide that cannot guide this pipeline before training it.
+		if err := guided.CheckGuide(cfg); err != nil {
+			return fmt.Errorf("--guide-for %s: %s: %w", *guideFor, src, err)
+		}
 	}
 	nn.InitKaiming(u.Params, nn.NewRNG(c.seed, 1<<56))
 	var sc *scheduler.Config

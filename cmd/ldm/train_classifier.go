@@ -19,6 +19,11 @@ func trainClassifier(ctx context.Context, e *env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		// flag stops at the first argument that is not a flag, so every
+		// flag after it would be ignored.
+		return usagef("unexpected argument %q (flags after it would be ignored)", fs.Arg(0))
+	}
 	if err := c.check(); err != nil {
 		return err
 	}

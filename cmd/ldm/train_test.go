@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ldm-go/ldm/internal/presets"
 	"github.com/ldm-go/ldm/pipeline"
 )
 
@@ -157,6 +158,26 @@ func trainGuide(t *testing.T, data, vaeOut string, p *pipeline.Pipeline) {
 		t.Errorf("sample --from an autoguided grid: exit %d (%s), or other pixels", code, stderr)
 	}
 
+	wide := filepath.Join(tmp, "wide.json")
+	cfg := strings.Replace(presets.UNet["tiny"], `"in_channels":2,"out_channels":2`, `"in_channels":3,"out_channels":3`, 1)
+	if err := os.WriteFile(wide, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args = nil
+	for i := 0; i < len(common); i++ {
+		if common[i] == "--preset" {
+			i++ // --config instead
+			continue
+		}
+		args = append(args, common[i])
+	}
+	args = append(args, "--guide-for", full, "--out", filepath.Join(tmp, "wide"), "--config", wide)
+	if code, _, stderr := ldm(t, args...); code != 1 || !strings.Contains(stderr, "guide_unet in/out channels 3/3 differ from the unet's 2/2") {
+		t.Errorf("a guide of other channels: exit %d, %q", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(tmp, "wide.guide.checkpoints")); err == nil {
+		t.Error("a guide that cannot guide the pipeline was trained")
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -184,6 +205,9 @@ func TestTrainRefusesBadFlags(t *testing.T) {
 		{[]string{"train", "vae", "--steps", "3"}, 2, "--out is required"},
 		{[]string{"train", "vae", "--out", tmp, "--preset", "huge"}, 2, `unknown --preset "huge"`},
 		{[]string{"train", "vae", "--out", tmp, "--batch-size", "0"}, 2, "--batch-size"},
+		{[]string{"train", "vae", "--out", tmp, "--steps", "10", "100", "--lr", "1"}, 2, `unexpected argument "100"`},
+		{[]string{"train", "unet", "--out", tmp, "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"train", "classifier", "--out", tmp, "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"train", "vae", "--out", tmp, "--data", filepath.Join(tmp, "nothing")}, 1, "neither mnist"},
 		{[]string{"train", "unet", "--out", tmp, "--vae", filepath.Join(tmp, "novae")}, 1, "novae"},
 		{[]string{"train", "vae", "--out", tmp, "--lr", "-1", "--data", "mnist-test", "--steps", "1"}, 1, "learning_rate"},
