@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -233,5 +234,46 @@ func TestWithoutNoise(t *testing.T) {
 	}
 	if d := c.WithoutNoise(); d.ClassName != c.ClassName || d == c {
 		t.Errorf("Euler ancestral: got class %q (same pointer: %v)", d.ClassName, d == c)
+	}
+}
+
+// ShortName names the method of a saved configuration, so that FromName
+// with that name and the configuration builds the same configuration.
+func TestShortName(t *testing.T) {
+	for _, tc := range []struct {
+		class, algorithm string
+		order            int
+		want             string
+	}{
+		{"DPMSolverMultistepScheduler", "sde-dpmsolver++", 2, "sde-dpm++2m"},
+		{"DPMSolverMultistepScheduler", "dpmsolver++", 2, "dpm++2m"},
+		{"DPMSolverMultistepScheduler", "dpmsolver++", 3, ""},
+		{"DPMSolverMultistepScheduler", "dpmsolver", 2, ""},
+		{"DDIMScheduler", "", 0, "ddim"},
+		{"EulerAncestralDiscreteScheduler", "", 0, "euler_a"},
+	} {
+		c, err := DefaultConfig(tc.class)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.TimestepSpacing = "trailing"
+		if tc.algorithm != "" {
+			c.AlgorithmType, c.SolverOrder = tc.algorithm, tc.order
+		}
+		got := c.ShortName()
+		if got != tc.want {
+			t.Errorf("%s %s order %d: short name %q, want %q", tc.class, tc.algorithm, tc.order, got, tc.want)
+			continue
+		}
+		if got == "" {
+			continue
+		}
+		s, err := FromName(got, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(s.Config(), c) {
+			t.Errorf("%s: FromName(%q) builds %+v, want %+v", tc.class, got, s.Config(), c)
+		}
 	}
 }

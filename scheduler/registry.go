@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 )
@@ -83,6 +84,27 @@ func Names() []string {
 func ClassFor(name string) (string, bool) {
 	s, ok := shortNames[name]
 	return s.class, ok
+}
+
+// ShortName returns the short sampler name that FromName turns c into c
+// itself ("sde-dpm++2m" for a DPMSolverMultistepScheduler with algorithm
+// sde-dpmsolver++ and order 2), or "" when there is none: a name that says
+// which method a saved configuration runs, whatever else it sets.
+func (c *Config) ShortName() string {
+	for _, n := range Names() {
+		s := shortNames[n]
+		if s.class != c.ClassName {
+			continue
+		}
+		d := c.clone()
+		if s.adjust != nil {
+			s.adjust(d)
+		}
+		if reflect.DeepEqual(d, c) {
+			return n
+		}
+	}
+	return ""
 }
 
 // FromName builds the sampler a short name stands for ("ddim", "euler_a",

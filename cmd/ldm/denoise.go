@@ -35,7 +35,7 @@ func runDenoise(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	meta := jobMeta("denoise", f, "ldm.strength", strconv.FormatFloat(*strength, 'g', -1, 64), metaScheduler, schedulerName(p, f.scheduler))
+	meta := jobMeta("denoise", f, "ldm.strength", strconv.FormatFloat(*strength, 'g', -1, 64), metaScheduler, jobSchedulerName(p, f.scheduler))
 	return imageJob(ctx, e, f, p, input, "denoising", meta, func(ctx context.Context, it *item) (*tensor.Dense, error) {
 		y, err := p.DenoiseImages(ctx, it.x, pipeline.DenoiseOptions{JobOptions: f.jobOptions(it.stream), Strength: *strength})
 		if err != nil {

@@ -57,7 +57,7 @@ func runInpaint(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	meta := jobMeta("inpaint", f, metaScheduler, schedulerName(p, f.scheduler), "ldm.jump", strconv.Itoa(*jump),
+	meta := jobMeta("inpaint", f, metaScheduler, jobSchedulerName(p, f.scheduler), "ldm.jump", strconv.Itoa(*jump),
 		"ldm.resample", strconv.Itoa(*resample), "ldm.feather", strconv.FormatFloat(*feather, 'g', -1, 64), "ldm.re-encode", strconv.FormatBool(*reEncode),
 		"ldm.candidates", strconv.Itoa(*candidates), "ldm.every-class", strconv.FormatBool(*everyClass))
 	return imageJob(ctx, e, f, p, input, "inpainting", meta, func(ctx context.Context, it *item) (*tensor.Dense, error) {

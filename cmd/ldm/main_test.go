@@ -176,3 +176,33 @@ func TestSampleDefaultModel(t *testing.T) {
 		t.Errorf("stderr does not say where the grid went: %q", stderr)
 	}
 }
+
+// The metadata names the method that ran: the default model samples with
+// sde-dpm++2m and autoguidance 1.5, and its jobs on images run the same
+// solver without the noise, dpm++2m.
+func TestMetadataNamesTheMethod(t *testing.T) {
+	dir := t.TempDir()
+	if code, _, stderr := ldm(t, "sample", "-n", "1", "--steps", "2", "--seed", "1", "--out-dir", dir, "-q"); code != 0 {
+		t.Fatalf("sample: exit %d: %s", code, stderr)
+	}
+	img := filepath.Join(dir, "sample-000000.png")
+	outDir := filepath.Join(dir, "denoised")
+	if code, _, stderr := ldm(t, "denoise", "--steps", "2", "--strength", "0.3", "--seed", "1", "-o", outDir, "-q", img); code != 0 {
+		t.Fatalf("denoise: exit %d: %s", code, stderr)
+	}
+	out := filepath.Join(outDir, "sample-000000.png")
+	for path, want := range map[string]map[string]string{
+		img: {metaScheduler: "sde-dpm++2m", metaAuto: "1.5"},
+		out: {metaScheduler: "dpm++2m"},
+	} {
+		meta, err := imageio.ReadMetadata(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range want {
+			if meta[k] != v {
+				t.Errorf("%s: metadata %s = %q, want %q", filepath.Base(path), k, meta[k], v)
+			}
+		}
+	}
+}

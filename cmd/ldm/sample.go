@@ -15,6 +15,7 @@ import (
 
 	"github.com/ldm-go/ldm/internal/imageio"
 	"github.com/ldm-go/ldm/pipeline"
+	"github.com/ldm-go/ldm/scheduler"
 )
 
 func init() {
@@ -143,11 +144,31 @@ func modelName(dir string) string {
 	return dir
 }
 
+// schedulerName is the sampler the metadata records for --scheduler name:
+// for the pipeline's own, the short name of its method where it has one
+// (so that --from runs the same method should the model's default
+// change), else its class.
 func schedulerName(p *pipeline.Pipeline, name string) string {
-	if name == "" {
-		return p.Scheduler.ClassName
+	if name != "" {
+		return name
 	}
-	return name
+	return configName(p.Scheduler)
+}
+
+// jobSchedulerName is schedulerName for the jobs on images, which run the
+// pipeline's own sampler without its noise.
+func jobSchedulerName(p *pipeline.Pipeline, name string) string {
+	if name != "" {
+		return name
+	}
+	return configName(p.Scheduler.WithoutNoise())
+}
+
+func configName(c *scheduler.Config) string {
+	if n := c.ShortName(); n != "" {
+		return n
+	}
+	return c.ClassName
 }
 
 // applyMetadata takes the generation settings recorded in f.from, except
