@@ -115,12 +115,19 @@ func (p *Pipeline) newJobScheduler(name string) (scheduler.Scheduler, error) {
 	return p.NewScheduler(name)
 }
 
+// guides reports whether a guidance weight changes the prediction: 0 and
+// 1 both mean none. validWeight reports whether w can be one at all.
+func guides(w float64) bool      { return w != 0 && w != 1 }
+func validWeight(w float64) bool { return !math.IsNaN(w) && w >= 0 && !math.IsInf(w, 0) }
+
+// classifierFree reports whether o asks for classifier-free guidance.
+func (o Options) classifierFree() bool { return len(o.ClassLabels) > 0 && guides(o.GuidanceScale) }
+
 // AutoGuidanceWeight is the autoguidance weight that generating with o
 // uses: 1 (none) without a guide UNet or with classifier-free guidance.
 func (p *Pipeline) AutoGuidanceWeight(o Options) float64 {
-	cfg := len(o.ClassLabels) > 0 && o.GuidanceScale != 0 && o.GuidanceScale != 1
 	switch {
-	case p.GuideUNet == nil || cfg:
+	case p.GuideUNet == nil || o.classifierFree():
 		return 1
 	case o.AutoGuidance != 0:
 		return o.AutoGuidance
@@ -158,9 +165,9 @@ func (p *Pipeline) validate(o Options) (*request, error) {
 		return nil, fmt.Errorf("pipeline: batch size %d outside [1, %d]", r.BatchSize, MaxBatchSize)
 	case r.FirstIndex < 0:
 		return nil, fmt.Errorf("pipeline: first index %d is negative", r.FirstIndex)
-	case math.IsNaN(r.GuidanceScale) || r.GuidanceScale < 0 || math.IsInf(r.GuidanceScale, 0):
+	case !validWeight(r.GuidanceScale):
 		return nil, fmt.Errorf("pipeline: guidance scale %v must be 0 or more", r.GuidanceScale)
-	case math.IsNaN(r.AutoGuidance) || r.AutoGuidance < 0 || math.IsInf(r.AutoGuidance, 0):
+	case !validWeight(r.AutoGuidance):
 		return nil, fmt.Errorf("pipeline: autoguidance weight %v must be 0 or more", r.AutoGuidance)
 	case math.IsNaN(r.Eta) || r.Eta < 0 || r.Eta > 1:
 		return nil, fmt.Errorf("pipeline: eta %v outside [0, 1]", r.Eta)
@@ -171,7 +178,7 @@ func (p *Pipeline) validate(o Options) (*request, error) {
 		return nil, fmt.Errorf("pipeline: class labels given but the model is not class-conditional")
 	case len(r.ClassLabels) > 1 && len(r.ClassLabels) != r.N:
 		return nil, fmt.Errorf("pipeline: %d class labels for %d images (want 1 or %d)", len(r.ClassLabels), r.N, r.N)
-	case len(r.ClassLabels) == 0 && r.GuidanceScale != 0 && r.GuidanceScale != 1:
+	case len(r.ClassLabels) == 0 && guides(r.GuidanceScale):
 		return nil, fmt.Errorf("pipeline: guidance scale %v needs class labels", r.GuidanceScale)
 	}
 	if cond {
@@ -193,12 +200,12 @@ func (p *Pipeline) validate(o Options) (*request, error) {
 				return nil, fmt.Errorf("pipeline: class label %d outside [0, %d)", r.labels[i], m.Num)
 			}
 		}
-		r.guided = len(r.ClassLabels) > 0 && r.GuidanceScale != 0 && r.GuidanceScale != 1
+		r.guided = r.classifierFree()
 		if r.guided && null < 0 {
 			return nil, fmt.Errorf("pipeline: guidance needs a null class, which this model has not")
 		}
 	}
-	switch explicit := r.AutoGuidance != 0 && r.AutoGuidance != 1; {
+	switch explicit := guides(r.AutoGuidance); {
 	case explicit && p.GuideUNet == nil:
 		return nil, fmt.Errorf("pipeline: autoguidance weight %v needs a guide UNet (%s/), which this pipeline has not", r.AutoGuidance, GuideComponent)
 	case explicit && r.guided:
@@ -352,11 +359,11 @@ type Conditioning struct {
 }
 
 func (c Conditioning) guided() bool {
-	return c.Labels != nil && c.NullLabel >= 0 && c.GuidanceScale != 0 && c.GuidanceScale != 1
+	return c.Labels != nil && c.NullLabel >= 0 && guides(c.GuidanceScale)
 }
 
 func (c Conditioning) autoguided() bool {
-	return !c.guided() && c.Guide != nil && c.AutoGuidance != 0 && c.AutoGuidance != 1
+	return !c.guided() && c.Guide != nil && guides(c.AutoGuidance)
 }
 
 // StepInfo describes one finished denoising step.
@@ -496,15 +503,7 @@ func (p *Pipeline) predict(ws *nn.Workspace, x *nn.Tensor, t float64, cond Condi
 		if g.C != out.C {
 			return nil, fmt.Errorf("pipeline: the guide UNet has %d output channels, the UNet %d", g.C, out.C)
 		}
-		w := float32(cond.AutoGuidance)
-		pc := x.C * x.H * x.W
-		per := len(out.Data) / x.N
-		for i := 0; i < x.N; i++ {
-			for j := 0; j < pc; j++ {
-				k := i*per + j
-				out.Data[k] = g.Data[k] + w*(out.Data[k]-g.Data[k])
-			}
-		}
+		extrapolate(out.Data, g.Data, float32(cond.AutoGuidance), x.N, x.C*x.H*x.W)
 		ws.ReleaseTensor(g)
 	case !cond.guided():
 		if out, err = p.UNet.ForwardWS(ws, x, ts[:], cond.Labels); err != nil {
@@ -522,20 +521,10 @@ func (p *Pipeline) predict(ws *nn.Workspace, x *nn.Tensor, t float64, cond Condi
 		if err != nil {
 			return nil, err
 		}
-		per := len(y.Data) / (2 * b)
+		half := len(y.Data) / 2
 		out = ws.Tensor(b, y.C, y.H, y.W)
-		copy(out.Data, y.Data[:b*per])
-		uncond := y.Data[b*per:]
-		g := float32(cond.GuidanceScale)
-		// Guide the prediction channels only; learned variance channels
-		// keep the conditional values.
-		pc := x.C * x.H * x.W
-		for i := 0; i < b; i++ {
-			for j := 0; j < pc; j++ {
-				k := i*per + j
-				out.Data[k] = uncond[k] + g*(out.Data[k]-uncond[k])
-			}
-		}
+		copy(out.Data, y.Data[:half])
+		extrapolate(out.Data, y.Data[half:], float32(cond.GuidanceScale), b, x.C*x.H*x.W)
 		ws.ReleaseTensor(y)
 	}
 	if out.C != x.C && !usesLearnedVariance(s) {
@@ -544,6 +533,20 @@ func (p *Pipeline) predict(ws *nn.Workspace, x *nn.Tensor, t float64, cond Condi
 		out = first
 	}
 	return out, nil
+}
+
+// extrapolate sets dst = base + w*(dst - base), the guided prediction of
+// both classifier-free guidance and autoguidance, over the first pc values
+// of each of the n images: the prediction channels. Learned variance
+// channels after them keep dst's values.
+func extrapolate(dst, base []float32, w float32, n, pc int) {
+	per := len(dst) / n
+	for i := 0; i < n; i++ {
+		d, b := dst[i*per:i*per+pc], base[i*per:i*per+pc]
+		for j := range d {
+			d[j] = b[j] + w*(d[j]-b[j])
+		}
+	}
 }
 
 func usesLearnedVariance(s scheduler.Scheduler) bool {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -284,7 +283,7 @@ func (p *Pipeline) check() error {
 // weight w (1: off), after checking that it predicts the same thing as
 // the pipeline's UNet. u's weights must not change afterwards.
 func (p *Pipeline) SetGuide(u *unet.Model, w float64) error {
-	if math.IsNaN(w) || w < 0 || math.IsInf(w, 0) {
+	if !validWeight(w) {
 		return fmt.Errorf("pipeline: autoguidance weight %v must be 0 or more", w)
 	}
 	if err := p.CheckGuide(u.Config); err != nil {
