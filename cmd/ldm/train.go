@@ -331,9 +331,6 @@ func trainUNet(ctx context.Context, e *env, args []string) error {
 			return fmt.Errorf("--guide-for %s: a guide for a VQ pipeline is not supported", *guideFor)
 		}
 		v = guided.VAE
-		if v != nil {
-			*sf = strconv.FormatFloat(v.Config.ScalingFactor, 'g', -1, 64)
-		}
 	} else if *vaeDir != "" {
 		var err error
 		if _, serr := os.Stat(filepath.Join(*vaeDir, "vae", vae.ConfigFile)); serr == nil {
@@ -377,8 +374,11 @@ func trainUNet(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		switch *sf {
-		case "auto":
+		switch {
+		case guided != nil:
+			// The latents the pipeline's UNet was trained on.
+			lat.ScalingFactor = float32(v.Config.ScalingFactor)
+		case *sf == "auto":
 			std := lat.LatentStd(c.seed)
 			v.Config.ScalingFactor = float64(float32(1 / std))
 			lat.ScalingFactor = float32(v.Config.ScalingFactor)
