@@ -255,25 +255,16 @@ func (p *convPacker) packRun(dst []float32, nr, k0, kc, n, pix, seg int) {
 	}
 	c, tap := k0/taps, k0%taps
 	if useMaskedPack && seg <= 32 {
-		// Each row is one masked load and store (packRows), from a table
-		// of where rows read and which of their lanes are padding, built
-		// a block of rows at a time.
-		var offs [256]int
-		var masks [256]uint32
+		// Each row is one masked load and store (packTaps), from the
+		// taps' offsets and the lanes of each that read the image.
+		var offs [maxPackTaps]int32
+		var masks [maxPackTaps]uint32
 		keep := uint32(1)<<seg - 1
-		for r0 := 0; r0 < kc; r0 += len(offs) {
-			rows := min(len(offs), kc-r0)
-			for r := 0; r < rows; r++ {
-				t := &tab[tap]
-				offs[r] = c*hw + t.off
-				masks[r] = ^uint32(t.zero) & keep
-				if tap++; tap == taps {
-					tap = 0
-					c++
-				}
-			}
-			packRows(dst[r0*nr:], img, offs[:rows], masks[:rows], nr, seg)
+		for t := range taps {
+			offs[t] = int32(tab[t].off)
+			masks[t] = ^uint32(tab[t].zero) & keep
 		}
+		packTaps(dst, img, offs[:taps], masks[:taps], c, tap, kc, hw, nr, seg)
 		return
 	}
 	for r := 0; r < kc; r++ {

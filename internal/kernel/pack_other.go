@@ -5,6 +5,6 @@ package kernel
 // hasMaskedPack is false: only amd64 has the masked packing kernel.
 const hasMaskedPack = false
 
-func packRows(dst, img []float32, offs []int, masks []uint32, ldd, seg int) {
-	panic("kernel: packRows without AVX-512")
+func packTaps(dst, img []float32, offs []int32, masks []uint32, c, t0, rows, hw, ldd, seg int) {
+	panic("kernel: packTaps without AVX-512")
 }
