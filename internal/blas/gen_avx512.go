@@ -2,9 +2,10 @@
 
 // gen_avx512 writes kernel512_amd64.s, the AVX-512 micro-kernels of the
 // 8x32 family: the packed kernel, the one that also packs B, both again
-// reading A's rows in place, the 8x16 one, and the one reading B through a
-// table of masked runs. They share every k step and the store of C, so one
-// description writes all six and they cannot drift apart. Run by go
+// reading A's rows in place, the 8x16 one and its 16x16 form on two row
+// panels, and the one reading B through a table of masked runs. They share
+// every k step and the store of C, so one description writes all seven and
+// they cannot drift apart. Run by go
 // generate (see kernel_amd64.go):
 //
 //	go run gen_avx512.go [-o kernel512_amd64.s]
@@ -34,6 +35,9 @@ type kernel struct {
 	// table at R9 (16 bytes a step); there is no panel at DI.
 	directB          bool
 	half             bool // the first 16 columns only
+	// two: sixteen rows, the second eight from the packed panel at R9,
+	// for a tile of half width (half must be set).
+	two              bool
 	beforeEpilogue   string
 	alpha, beta, ldc int // argument offsets of alpha, beta and loadC
 }
@@ -170,6 +174,26 @@ var kernels = []kernel{
 		prologue: packedPrologue,
 	},
 	{
+		name: "kernelHalf16AVX512", label: "half16AVX512", frame: 64, alpha: 48, beta: 52, ldc: 56, half: true, two: true,
+		doc: `// func kernelHalf16AVX512(kc int, a0, a1, b, c *float32, ldc int, alpha, beta float32, loadC int)
+//
+// kernelHalfAVX512 on two row panels of A at once (a0 for rows 0-7, a1 for
+// rows 8-15): a 16x16 tile in Z0..Z15, one zmm per row. Eight rows alone
+// leave each k step one B load for eight FMAs and eight broadcasts, and
+// only eight chains to cover the FMA latency; sixteen halve the B loads and
+// fill the FMA pipes, as narrow products (small batches at the smallest
+// feature maps) need.
+`,
+		prologue: `	MOVQ kc+0(FP), CX
+	MOVQ a0+8(FP), SI
+	MOVQ a1+16(FP), R9
+	MOVQ b+24(FP), DI
+	MOVQ c+32(FP), DX
+	MOVQ ldc+40(FP), R8
+	SHLQ $2, R8
+`,
+	},
+	{
 		name: "kernelDirectAVX512", label: "directAVX512", frame: 64, alpha: 48, beta: 52, ldc: 56, directB: true,
 		doc: `// func kernelDirectAVX512(kc int, a, base *float32, tab *int32, c *float32, ldc int, alpha, beta float32, loadC int)
 //
@@ -189,8 +213,20 @@ var kernels = []kernel{
 	},
 }
 
-// acc lists the accumulators of row r: Z(2r) and, for 32 columns, Z(2r+1).
+// rows is the height of the tile.
+func (k *kernel) rows() int {
+	if k.two {
+		return 16
+	}
+	return 8
+}
+
+// acc lists the accumulators of row r: Z(2r) and, for 32 columns, Z(2r+1);
+// Z(r) in a sixteen-row tile.
 func (k *kernel) acc(r int) []int {
+	if k.two {
+		return []int{r}
+	}
 	if k.half {
 		return []int{2 * r}
 	}
@@ -199,7 +235,7 @@ func (k *kernel) acc(r int) []int {
 
 func (k *kernel) body(b *bytes.Buffer) {
 	w := func(format string, args ...any) { fmt.Fprintf(b, "\t"+format+"\n", args...) }
-	for r := 0; r < 8; r++ {
+	for r := 0; r < k.rows(); r++ {
 		for _, z := range k.acc(r) {
 			w("VPXORD Z%d, Z%d, Z%d", z, z, z)
 		}
@@ -264,8 +300,8 @@ func (k *kernel) step(b *bytes.Buffer, s int, unrolled bool) {
 			w("VMOVUPS %d(DI), Z17", 128*s+64)
 		}
 	}
-	for r := 0; r < 8; r++ {
-		bz := 18 + r
+	for r := 0; r < k.rows(); r++ {
+		bz := 18 + r%8
 		w("VBROADCASTSS %s, Z%d", k.aAddr(s, r), bz)
 		for i, z := range k.acc(r) {
 			w("VFMADD231PS Z%d, Z%d, Z%d", bz, 16+i, z)
@@ -275,6 +311,9 @@ func (k *kernel) step(b *bytes.Buffer, s int, unrolled bool) {
 
 // aAddr is where k step s finds row r's value of A.
 func (k *kernel) aAddr(s, r int) string {
+	if k.two && r >= 8 {
+		return fmt.Sprintf("%d(R9)", 4*(8*s+r-8))
+	}
 	if !k.rowsA {
 		return fmt.Sprintf("%d(SI)", 4*(8*s+r))
 	}
@@ -306,6 +345,9 @@ func (k *kernel) advance(b *bytes.Buffer, steps int) {
 	} else {
 		w("ADDQ $%d, SI", 32*steps)
 	}
+	if k.two {
+		w("ADDQ $%d, R9", 32*steps)
+	}
 	if k.packB {
 		if steps == 4 {
 			w("ADDQ R13, R10")
@@ -324,7 +366,7 @@ func (k *kernel) advance(b *bytes.Buffer, steps int) {
 // storeC writes C = alpha*acc + beta*C (loadC) or alpha*acc, row by row.
 func (k *kernel) storeC(b *bytes.Buffer, loadC bool) {
 	w := func(format string, args ...any) { fmt.Fprintf(b, "\t"+format+"\n", args...) }
-	for r := 0; r < 8; r++ {
+	for r := 0; r < k.rows(); r++ {
 		if r > 0 {
 			w("ADDQ R8, DX")
 		}

@@ -23,6 +23,9 @@ type microKernel struct {
 	// fnHalf, when not nil, is fn for the first nr/2 columns alone: the
 	// same bits there, for panels with no more columns than that.
 	fnHalf func(kc int, a, b, c []float32, ldc int, alpha, beta float32, loadC bool)
+	// fnHalf16, when not nil, is fnHalf on two packed row panels at once
+	// (a0 then a1, rows of C ldc apart): the same bits on 2*mr rows.
+	fnHalf16 func(kc int, a0, a1, b, c []float32, ldc int, alpha, beta float32, loadC bool)
 	// fnDirect, when not nil, is fn reading B in place as DirectB
 	// describes, for panels of nr/2 = 16 columns per half.
 	fnDirect func(kc int, a, base []float32, tab []int32, c []float32, ldc int, alpha, beta float32, loadC bool)

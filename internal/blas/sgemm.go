@@ -226,7 +226,7 @@ func (g *gemm) setup(kern *microKernel, transA, transB bool, m, n, k int, alpha 
 	}
 	for w := 0; w < g.procs; w++ {
 		g.bpack[w] = grow(g.bpack[w], g.kc*g.colsPer)
-		g.tiles[w] = grow(g.tiles[w], mr*nr)
+		g.tiles[w] = grow(g.tiles[w], 2*mr*nr)
 	}
 }
 
@@ -513,7 +513,12 @@ func (g *gemm) multiply(w, u int) {
 			j := n0 + q*nr
 			bq := bp[q*nr*kcb : (q+1)*nr*kcb]
 			cols := min(nr, g.n-j)
+			pair := false // row panel i was done with i-mr
 			for i := m0; i < m1; i += mr {
+				if pair {
+					pair = false
+					continue
+				}
 				rows := min(mr, g.m-i)
 				packNow := fused && i == m0 && cols == nr
 				if dp != nil && dp[q].tab != nil {
@@ -545,6 +550,24 @@ func (g *gemm) multiply(w, u int) {
 					continue
 				}
 				ap := ablock[i*kcb : (i+mr)*kcb]
+				if cols <= nr/2 && kern.fnHalf16 != nil && i+2*mr <= m1 {
+					// Two full row panels on a panel of at most nr/2
+					// columns: the 2mr x nr/2 kernel.
+					a1 := ablock[(i+mr)*kcb : (i+2*mr)*kcb]
+					if cols == nr/2 {
+						ct, ldc := g.cTile(i, j)
+						kern.fnHalf16(kcb, ap, a1, bq, ct, ldc, g.alpha, beta, loadC)
+						g.finishTile(ct, ldc, i, j, cols, last)
+						g.finishTile(ct[mr*ldc:], ldc, i+mr, j, cols, last)
+					} else {
+						t2 := g.tiles[w][:2*mr*nr]
+						kern.fnHalf16(kcb, ap, a1, bq, t2, nr, 1, 0, false)
+						g.addTile(t2[:mr*nr], i, j, mr, cols, beta, loadC, last)
+						g.addTile(t2[mr*nr:], i+mr, j, mr, cols, beta, loadC, last)
+					}
+					pair = true
+					continue
+				}
 				if rows == mr && cols == nr {
 					ct, ldc := g.cTile(i, j)
 					if packNow {
