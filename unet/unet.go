@@ -349,21 +349,60 @@ func (m *Model) ForwardWS(ws *nn.Workspace, x *nn.Tensor, timesteps []float32, c
 
 // forward is ForwardWS on checked input, in one piece.
 func (m *Model) forward(ws *nn.Workspace, x *nn.Tensor, timesteps []float32, classLabels []int) *nn.Tensor {
+	var p pass
+	m.begin(ws, &p, x, timesteps, classLabels)
+	m.middle(ws, &p)
+	return m.end(ws, &p)
+}
+
+// pass is a forward between its stages (begin, middle, end): what the
+// stages after the first need of the images it runs.
+type pass struct {
+	n int
+	// ts holds the timestep of each image, emb the SiLU of its embedding
+	// ([n, dim]); both are workspace buffers, as are h, the activation,
+	// and the skip connections.
+	ts, emb []float32
+	h       *nn.Tensor
+	// centered is the input moved to [-1, 1] when the config asks for it.
+	centered *nn.Tensor
+	// The skip connections live in an array: no allocation per call.
+	skips  [64]*nn.Tensor
+	nskips int
+}
+
+func (p *pass) push(t *nn.Tensor) {
+	p.skips[p.nskips] = t
+	p.nskips++
+}
+
+func (p *pass) pop() *nn.Tensor {
+	p.nskips--
+	t := p.skips[p.nskips]
+	p.skips[p.nskips] = nil
+	return t
+}
+
+func (p *pass) isSkip(t *nn.Tensor) bool { return isSkip(p.skips[:p.nskips], t) }
+
+// begin runs the forward down to its lowest resolution: the embeddings,
+// conv_in and every down block but the last. It leaves p.h, which is also
+// the last skip connection, for middle.
+func (m *Model) begin(ws *nn.Workspace, p *pass, x *nn.Tensor, timesteps []float32, classLabels []int) {
 	c := m.Config
 	n := x.N
-	tsBuf := ws.Floats(n)
-	defer ws.Release(tsBuf)
-	ts := tsBuf[:n]
-	for i := range ts {
-		ts[i] = timesteps[min(i, len(timesteps)-1)]
+	p.n = n
+	p.ts = ws.Floats(n)[:n]
+	for i := range p.ts {
+		p.ts[i] = timesteps[min(i, len(timesteps)-1)]
 	}
 	if c.CenterInputSample {
 		cx := ws.Tensor(x.N, x.C, x.H, x.W)
 		kernel.Affine(cx.Data, x.Data, 2, -1)
-		defer ws.ReleaseTensor(cx)
+		p.centered = cx
 		x = cx
 	}
-	proj := m.timeProjection(ws, ts)
+	proj := m.timeProjection(ws, p.ts)
 	emb := m.TimeEmbedding.ForwardWS(ws, proj, n)
 	ws.Release(proj)
 	if classLabels != nil {
@@ -387,73 +426,102 @@ func (m *Model) forward(ws *nn.Workspace, x *nn.Tensor, timesteps []float32, cla
 	}
 	// Every resnet applies SiLU to the embedding first; do it once.
 	kernel.SiLU(emb, emb)
-	embAct := emb
-	defer ws.Release(embAct)
+	p.emb = emb
 
-	// The skip connections live on a stack array: no allocation per call.
-	var skipArr [64]*nn.Tensor
-	skips := skipArr[:0]
-	h := m.ConvIn.ForwardWS(ws, x)
-	skips = append(skips, h)
-	for _, b := range m.DownBlocks {
-		for j, r := range b.Resnets {
-			h = r.ForwardWS(ws, h, embAct)
-			if len(b.Attentions) > 0 {
-				h = replace(ws, h, b.Attentions[j].ForwardWS(ws, h))
-			}
-			skips = append(skips, h)
-		}
-		for _, d := range b.Downsamplers {
-			h = d.ForwardWS(ws, h)
-			skips = append(skips, h)
-		}
+	p.h = m.ConvIn.ForwardWS(ws, x)
+	p.push(p.h)
+	for _, b := range m.DownBlocks[:len(m.DownBlocks)-1] {
+		m.down(ws, p, b)
 	}
+}
+
+// middle runs the lowest resolution: the last down block, the mid block
+// and the first up block, upsampler included. Of the skip connections
+// that up block takes, all but one are made here; that one is p.h as
+// begin left it.
+func (m *Model) middle(ws *nn.Workspace, p *pass) {
+	m.down(ws, p, m.DownBlocks[len(m.DownBlocks)-1])
 	if mb := m.MidBlock; mb != nil {
 		// h is the last skip: keep it.
-		h = mb.Resnets[0].ForwardWS(ws, h, embAct)
+		h := mb.Resnets[0].ForwardWS(ws, p.h, p.emb)
 		if len(mb.Attentions) > 0 {
 			h = replace(ws, h, mb.Attentions[0].ForwardWS(ws, h))
 		}
-		h = replace(ws, h, mb.Resnets[1].ForwardWS(ws, h, embAct))
+		p.h = replace(ws, h, mb.Resnets[1].ForwardWS(ws, h, p.emb))
 	}
-	for _, b := range m.UpBlocks {
-		for j, r := range b.Resnets {
-			skip := skips[len(skips)-1]
-			skips = skips[:len(skips)-1]
-			cat := concatChannels(ws, h, skip)
-			if !isSkip(skips, h) && h != skip {
-				ws.ReleaseTensor(h)
-			}
-			ws.ReleaseTensor(skip)
-			h = r.ForwardWS(ws, cat, embAct)
-			ws.ReleaseTensor(cat)
-			if len(b.Attentions) > 0 {
-				h = replace(ws, h, b.Attentions[j].ForwardWS(ws, h))
-			}
-		}
-		for _, u := range b.Upsamplers {
-			h = replace(ws, h, u.ForwardWS(ws, h))
-		}
+	m.up(ws, p, m.UpBlocks[0])
+}
+
+// end runs the up blocks after the first and the output layers, and
+// releases the pass's buffers.
+func (m *Model) end(ws *nn.Workspace, p *pass) *nn.Tensor {
+	for _, b := range m.UpBlocks[1:] {
+		m.up(ws, p, b)
 	}
+	h := p.h
 	hn := m.ConvNormOut.ForwardSiLUWS(ws, h)
-	if !isSkip(skips, h) {
+	if !p.isSkip(h) {
 		ws.ReleaseTensor(h)
 	}
 	out := m.ConvOut.ForwardWS(ws, hn)
 	ws.ReleaseTensor(hn)
-	for _, s := range skips {
-		ws.ReleaseTensor(s)
+	for p.nskips > 0 {
+		ws.ReleaseTensor(p.pop())
 	}
-	if c.TimeEmbeddingType == "fourier" {
+	if m.Config.TimeEmbeddingType == "fourier" {
 		hw := out.C * out.HW()
-		for i := 0; i < n; i++ {
-			p := out.Data[i*hw : (i+1)*hw]
-			for j := range p {
-				p[j] /= ts[i]
+		for i := 0; i < p.n; i++ {
+			q := out.Data[i*hw : (i+1)*hw]
+			for j := range q {
+				q[j] /= p.ts[i]
 			}
 		}
 	}
+	ws.Release(p.emb)
+	ws.Release(p.ts)
+	if p.centered != nil {
+		ws.ReleaseTensor(p.centered)
+	}
+	*p = pass{}
 	return out
+}
+
+// down runs down block b on p.h; every output it makes is a skip
+// connection.
+func (m *Model) down(ws *nn.Workspace, p *pass, b *DownBlock) {
+	for j, r := range b.Resnets {
+		p.h = r.ForwardWS(ws, p.h, p.emb)
+		if len(b.Attentions) > 0 {
+			p.h = replace(ws, p.h, b.Attentions[j].ForwardWS(ws, p.h))
+		}
+		p.push(p.h)
+	}
+	for _, d := range b.Downsamplers {
+		p.h = d.ForwardWS(ws, p.h)
+		p.push(p.h)
+	}
+}
+
+// up runs up block b on p.h and the skip connections it takes.
+func (m *Model) up(ws *nn.Workspace, p *pass, b *UpBlock) {
+	h := p.h
+	for j, r := range b.Resnets {
+		skip := p.pop()
+		cat := concatChannels(ws, h, skip)
+		if !p.isSkip(h) && h != skip {
+			ws.ReleaseTensor(h)
+		}
+		ws.ReleaseTensor(skip)
+		h = r.ForwardWS(ws, cat, p.emb)
+		ws.ReleaseTensor(cat)
+		if len(b.Attentions) > 0 {
+			h = replace(ws, h, b.Attentions[j].ForwardWS(ws, h))
+		}
+	}
+	for _, u := range b.Upsamplers {
+		h = replace(ws, h, u.ForwardWS(ws, h))
+	}
+	p.h = h
 }
 
 // replace releases old, which must not be a skip connection, and returns
