@@ -33,11 +33,14 @@ type kernel struct {
 	// directB: each k step's 32 columns of B are two runs of 16 floats
 	// from the base R10, at offsets and under lane masks read from the
 	// table at R9 (16 bytes a step); there is no panel at DI.
-	directB          bool
-	half             bool // the first 16 columns only
+	directB bool
+	half    bool // the first 16 columns only
 	// two: sixteen rows, the second eight from the packed panel at R9,
 	// for a tile of half width (half must be set).
-	two              bool
+	two bool
+	// prefetchA, when positive, is how far ahead (bytes) the unrolled loop
+	// prefetches the packed A panels, a line of each every two k steps.
+	prefetchA        int
 	beforeEpilogue   string
 	alpha, beta, ldc int // argument offsets of alpha, beta and loadC
 }
@@ -85,7 +88,7 @@ const packedPrologue = `	MOVQ kc+0(FP), CX
 
 var kernels = []kernel{
 	{
-		name: "kernelAVX512", label: "avx512", frame: 56, alpha: 40, beta: 44, ldc: 48,
+		name: "kernelAVX512", label: "avx512", frame: 56, alpha: 40, beta: 44, ldc: 48, prefetchA: 1024,
 		doc: `// func kernelAVX512(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC int)
 //
 // The 8x32 tile of C lives in Z0..Z15 (two zmm per row); each step loads one
@@ -94,7 +97,7 @@ var kernels = []kernel{
 		prologue: packedPrologue,
 	},
 	{
-		name: "kernelPackAVX512", label: "kernelPackAVX512", frame: 72, alpha: 56, beta: 60, ldc: 64, packB: true,
+		name: "kernelPackAVX512", label: "kernelPackAVX512", frame: 72, alpha: 56, beta: 60, ldc: 64, packB: true, prefetchA: 1024,
 		doc: `// func kernelPackAVX512(kc int, a, b *float32, ldb int, bpack, c *float32, ldc int, alpha, beta float32, loadC int)
 //
 // The 8x32 kernel reading B straight from the untransposed source (rows
@@ -164,7 +167,7 @@ var kernels = []kernel{
 `,
 	},
 	{
-		name: "kernelHalfAVX512", label: "halfAVX512", frame: 56, alpha: 40, beta: 44, ldc: 48, half: true,
+		name: "kernelHalfAVX512", label: "halfAVX512", frame: 56, alpha: 40, beta: 44, ldc: 48, half: true, prefetchA: 1024,
 		doc: `// func kernelHalfAVX512(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC int)
 //
 // kernelAVX512 on the first 16 columns of a packed 32-wide panel alone, for
@@ -174,7 +177,7 @@ var kernels = []kernel{
 		prologue: packedPrologue,
 	},
 	{
-		name: "kernelHalf16AVX512", label: "half16AVX512", frame: 64, alpha: 48, beta: 52, ldc: 56, half: true, two: true,
+		name: "kernelHalf16AVX512", label: "half16AVX512", frame: 64, alpha: 48, beta: 52, ldc: 56, half: true, two: true, prefetchA: 1024,
 		doc: `// func kernelHalf16AVX512(kc int, a0, a1, b, c *float32, ldc int, alpha, beta float32, loadC int)
 //
 // kernelHalfAVX512 on two row panels of A at once (a0 for rows 0-7, a1 for
@@ -194,7 +197,7 @@ var kernels = []kernel{
 `,
 	},
 	{
-		name: "kernelDirectAVX512", label: "directAVX512", frame: 64, alpha: 48, beta: 52, ldc: 56, directB: true,
+		name: "kernelDirectAVX512", label: "directAVX512", frame: 64, alpha: 48, beta: 52, ldc: 56, directB: true, prefetchA: 1024,
 		doc: `// func kernelDirectAVX512(kc int, a, base *float32, tab *int32, c *float32, ldc int, alpha, beta float32, loadC int)
 //
 // kernelAVX512 reading B in place instead of from a packed panel: each k
@@ -298,6 +301,12 @@ func (k *kernel) step(b *bytes.Buffer, s int, unrolled bool) {
 		w("VMOVUPS %d(DI), Z16", 128*s)
 		if !k.half {
 			w("VMOVUPS %d(DI), Z17", 128*s+64)
+		}
+	}
+	if k.prefetchA > 0 && unrolled && s%2 == 0 {
+		w("PREFETCHT0 %d(SI)", k.prefetchA+32*s)
+		if k.two {
+			w("PREFETCHT0 %d(R9)", k.prefetchA+32*s)
 		}
 	}
 	for r := 0; r < k.rows(); r++ {
