@@ -1,6 +1,8 @@
 package unet
 
 import (
+	"sync/atomic"
+
 	"github.com/ldm-go/ldm/internal/workers"
 	"github.com/ldm-go/ldm/nn"
 )
@@ -35,18 +37,22 @@ func (m *Model) forwardParts(ws *nn.Workspace, x *nn.Tensor, timesteps []float32
 		}
 		return xs, ts, ls
 	}
-	// The parts take the cores: their kernels run on one thread each.
+	// The parts take the cores: their kernels run on one thread each,
+	// until a part finishes and hands its core to those still running.
+	sp := freeSplits.Get()
+	sp.running.Store(int32(parts))
 	workers.Reserve(parts - 1)
-	defer workers.Unreserve(parts - 1)
 	for k := 1; k < parts; k++ {
 		j := freeParts.Get()
 		j.m = m
 		j.x, j.ts, j.labels = sub(k)
+		j.split = sp
 		j.started = workers.Start(j, parts-1)
 		jobs[k] = j
 	}
 	xs, ts, ls := sub(0)
 	first := m.forward(ws, xs, ts, ls)
+	sp.done()
 	out := ws.Tensor(n, first.C, first.H, first.W)
 	oper := first.C * first.H * first.W
 	copy(out.Data, first.Data)
@@ -59,7 +65,23 @@ func (m *Model) forwardParts(ws *nn.Workspace, x *nn.Tensor, timesteps []float32
 		j.ws.ReleaseTensor(j.out)
 		j.release()
 	}
+	freeSplits.Put(sp)
 	return out
+}
+
+// split counts the parts of a split batch still running.
+type split struct{ running atomic.Int32 }
+
+var freeSplits workers.FreeList[split]
+
+// done is called by each part as it finishes. All but the last give back
+// the core reserved for them, so that the kernels of the parts still
+// running use it: when another process slows one core, the part on it
+// would otherwise finish alone, long after the others.
+func (s *split) done() {
+	if s.running.Add(-1) > 0 {
+		workers.Unreserve(1)
+	}
 }
 
 // maxParts bounds the parts of one batch, which keeps their jobs in an
@@ -74,6 +96,7 @@ type partJob struct {
 	labels []int
 	ws     *nn.Workspace // the job's own, reused with the job
 	out    *nn.Tensor
+	split  *split
 	// started is the part on its worker.
 	started *workers.Started
 }
@@ -83,10 +106,13 @@ var freeParts = workers.FreeList[partJob]{New: func() *partJob {
 }}
 
 // RunPart runs the part's forward (workers.Part).
-func (j *partJob) RunPart() { j.out = j.m.forward(j.ws, j.x, j.ts, j.labels) }
+func (j *partJob) RunPart() {
+	j.out = j.m.forward(j.ws, j.x, j.ts, j.labels)
+	j.split.done()
+}
 
 // release hands j back to the free list without its references.
 func (j *partJob) release() {
-	j.m, j.x, j.ts, j.labels, j.out, j.started = nil, nil, nil, nil, nil, nil
+	j.m, j.x, j.ts, j.labels, j.out, j.started, j.split = nil, nil, nil, nil, nil, nil, nil
 	freeParts.Put(j)
 }

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/ldm-go/ldm/internal/workers"
 	"github.com/ldm-go/ldm/nn"
 )
 
@@ -157,6 +158,11 @@ func TestForwardPartsMatchWhole(t *testing.T) {
 	run()
 	if a := testing.AllocsPerRun(5, run); a != 0 {
 		t.Errorf("%v allocations per split forward pass, want 0", a)
+	}
+	// Parts hand their cores back as they finish; all of them are back
+	// once the forward returns.
+	if got := workers.Procs(); got != 2 {
+		t.Errorf("after split forward passes kernels may use %d threads, want 2", got)
 	}
 }
 
