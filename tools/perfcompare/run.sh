@@ -17,13 +17,25 @@ REF=../shared/ref/bench.py
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 go build -o "$T/ldm" ./cmd/ldm
+# ldm bench generates with "dpm++2m": the pipeline's scheduler config with
+# algorithm_type dpmsolver++ (the default model's own is the SDE variant,
+# which the reference does not implement). The reference reads the config
+# from the folder, so it gets a copy that says the same.
+cp -r "$MODEL" "$T/model"
+/usr/bin/python3 - "$T/model/scheduler/scheduler_config.json" <<'PY'
+import json, sys
+f = sys.argv[1]
+c = json.load(open(f))
+c["algorithm_type"], c["solver_order"] = "dpmsolver++", 2
+json.dump(c, open(f, "w"), indent=2)
+PY
 for r in $(seq "$ROUNDS"); do
 	for th in 1 2; do
 		"$T/ldm" bench --model "$MODEL" --threads "$th" --json >"$T/go-$r-$th.json"
 		for w in "unet_forward --batch 1" "unet_forward --batch 32" "vae_decode --batch 32" \
 			"generate --n 64 --steps 20" "train_step --batch 64"; do
 			# shellcheck disable=SC2086 # w is a workload and its flags
-			/usr/bin/python3 "$REF" "$MODEL" --threads "$th" --what $w >>"$T/torch.jsonl"
+			/usr/bin/python3 "$REF" "$T/model" --threads "$th" --what $w >>"$T/torch.jsonl"
 		done
 	done
 	echo "round $r of $ROUNDS done" >&2
