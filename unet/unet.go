@@ -350,13 +350,21 @@ func (m *Model) ForwardWS(ws *nn.Workspace, x *nn.Tensor, timesteps []float32, c
 // forward is ForwardWS on checked input, in one piece.
 func (m *Model) forward(ws *nn.Workspace, x *nn.Tensor, timesteps []float32, classLabels []int) *nn.Tensor {
 	var p pass
-	m.begin(ws, &p, x, timesteps, classLabels)
-	m.middle(ws, &p)
-	return m.end(ws, &p)
+	x = m.embed(ws, &p, x, timesteps, classLabels)
+	p.h = m.ConvIn.ForwardWS(ws, x)
+	p.push(p.h)
+	for _, b := range m.DownBlocks {
+		m.down(ws, &p, b)
+	}
+	m.mid(ws, &p)
+	for _, b := range m.UpBlocks {
+		m.up(ws, &p, b)
+	}
+	return m.out(ws, &p)
 }
 
-// pass is a forward between its stages (begin, middle, end): what the
-// stages after the first need of the images it runs.
+// pass is what the layers of one forward hand on: the images' embedding,
+// the activation and the skip connections.
 type pass struct {
 	n int
 	// ts holds the timestep of each image, emb the SiLU of its embedding
@@ -385,10 +393,10 @@ func (p *pass) pop() *nn.Tensor {
 
 func (p *pass) isSkip(t *nn.Tensor) bool { return isSkip(p.skips[:p.nskips], t) }
 
-// begin runs the forward down to its lowest resolution: the embeddings,
-// conv_in and every down block but the last. It leaves p.h, which is also
-// the last skip connection, for middle.
-func (m *Model) begin(ws *nn.Workspace, p *pass, x *nn.Tensor, timesteps []float32, classLabels []int) {
+// embed sets the timesteps and the embedding (time and class, after SiLU)
+// of p's images, and returns x, moved to [-1, 1] when the config asks for
+// it.
+func (m *Model) embed(ws *nn.Workspace, p *pass, x *nn.Tensor, timesteps []float32, classLabels []int) *nn.Tensor {
 	c := m.Config
 	n := x.N
 	p.n = n
@@ -427,37 +435,25 @@ func (m *Model) begin(ws *nn.Workspace, p *pass, x *nn.Tensor, timesteps []float
 	// Every resnet applies SiLU to the embedding first; do it once.
 	kernel.SiLU(emb, emb)
 	p.emb = emb
-
-	p.h = m.ConvIn.ForwardWS(ws, x)
-	p.push(p.h)
-	for _, b := range m.DownBlocks[:len(m.DownBlocks)-1] {
-		m.down(ws, p, b)
-	}
+	return x
 }
 
-// middle runs the lowest resolution: the last down block, the mid block
-// and the first up block, upsampler included. Of the skip connections
-// that up block takes, all but one are made here; that one is p.h as
-// begin left it.
-func (m *Model) middle(ws *nn.Workspace, p *pass) {
-	m.down(ws, p, m.DownBlocks[len(m.DownBlocks)-1])
-	if mb := m.MidBlock; mb != nil {
-		// h is the last skip: keep it.
-		h := mb.Resnets[0].ForwardWS(ws, p.h, p.emb)
-		if len(mb.Attentions) > 0 {
-			h = replace(ws, h, mb.Attentions[0].ForwardWS(ws, h))
-		}
-		p.h = replace(ws, h, mb.Resnets[1].ForwardWS(ws, h, p.emb))
+// mid runs the mid block, when there is one, on p.h.
+func (m *Model) mid(ws *nn.Workspace, p *pass) {
+	mb := m.MidBlock
+	if mb == nil {
+		return
 	}
-	m.up(ws, p, m.UpBlocks[0])
+	// h is the last skip: keep it.
+	h := mb.Resnets[0].ForwardWS(ws, p.h, p.emb)
+	if len(mb.Attentions) > 0 {
+		h = replace(ws, h, mb.Attentions[0].ForwardWS(ws, h))
+	}
+	p.h = replace(ws, h, mb.Resnets[1].ForwardWS(ws, h, p.emb))
 }
 
-// end runs the up blocks after the first and the output layers, and
-// releases the pass's buffers.
-func (m *Model) end(ws *nn.Workspace, p *pass) *nn.Tensor {
-	for _, b := range m.UpBlocks[1:] {
-		m.up(ws, p, b)
-	}
+// out runs the output layers on p.h and releases the pass's buffers.
+func (m *Model) out(ws *nn.Workspace, p *pass) *nn.Tensor {
 	h := p.h
 	hn := m.ConvNormOut.ForwardSiLUWS(ws, h)
 	if !p.isSkip(h) {
