@@ -34,7 +34,8 @@ func PartBounds(b, n, k int) (lo, hi int) { return k * b / n, (k + 1) * b / n }
 
 // RunParts runs parts[0] on the caller's goroutine and the others on part
 // workers when there are cores to spare, each part's kernels then on one
-// core; otherwise it runs them one after another.
+// core until a part finishes and hands its core on (workers.Split);
+// otherwise it runs them one after another.
 func RunParts(parts []workers.Part) {
 	n := len(parts)
 	if n == 1 || workers.Procs() == 1 {
@@ -43,16 +44,17 @@ func RunParts(parts []workers.Part) {
 		}
 		return
 	}
-	workers.Reserve(n - 1)
+	sp := workers.BeginSplit(n)
 	var started [8]*workers.Started
 	for k := 1; k < n; k++ {
-		started[k] = workers.Start(parts[k], n-1)
+		started[k] = workers.Start(parts[k], n-1, sp)
 	}
 	parts[0].RunPart()
+	sp.Done()
 	for k := 1; k < n; k++ {
 		started[k].Wait()
 	}
-	workers.Unreserve(n - 1)
+	sp.End()
 }
 
 // ShareData makes every parameter of ps use the data of the parameter of

@@ -1,8 +1,6 @@
 package unet
 
 import (
-	"sync/atomic"
-
 	"github.com/ldm-go/ldm/internal/workers"
 	"github.com/ldm-go/ldm/nn"
 )
@@ -39,20 +37,17 @@ func (m *Model) forwardParts(ws *nn.Workspace, x *nn.Tensor, timesteps []float32
 	}
 	// The parts take the cores: their kernels run on one thread each,
 	// until a part finishes and hands its core to those still running.
-	sp := freeSplits.Get()
-	sp.running.Store(int32(parts))
-	workers.Reserve(parts - 1)
+	sp := workers.BeginSplit(parts)
 	for k := 1; k < parts; k++ {
 		j := freeParts.Get()
 		j.m = m
 		j.x, j.ts, j.labels = sub(k)
-		j.split = sp
-		j.started = workers.Start(j, parts-1)
+		j.started = workers.Start(j, parts-1, sp)
 		jobs[k] = j
 	}
 	xs, ts, ls := sub(0)
 	first := m.forward(ws, xs, ts, ls)
-	sp.done()
+	sp.Done()
 	out := ws.Tensor(n, first.C, first.H, first.W)
 	oper := first.C * first.H * first.W
 	copy(out.Data, first.Data)
@@ -65,23 +60,8 @@ func (m *Model) forwardParts(ws *nn.Workspace, x *nn.Tensor, timesteps []float32
 		j.ws.ReleaseTensor(j.out)
 		j.release()
 	}
-	freeSplits.Put(sp)
+	sp.End()
 	return out
-}
-
-// split counts the parts of a split batch still running.
-type split struct{ running atomic.Int32 }
-
-var freeSplits workers.FreeList[split]
-
-// done is called by each part as it finishes. All but the last give back
-// the core reserved for them, so that the kernels of the parts still
-// running use it: when another process slows one core, the part on it
-// would otherwise finish alone, long after the others.
-func (s *split) done() {
-	if s.running.Add(-1) > 0 {
-		workers.Unreserve(1)
-	}
 }
 
 // maxParts bounds the parts of one batch, which keeps their jobs in an
@@ -96,7 +76,6 @@ type partJob struct {
 	labels []int
 	ws     *nn.Workspace // the job's own, reused with the job
 	out    *nn.Tensor
-	split  *split
 	// started is the part on its worker.
 	started *workers.Started
 }
@@ -106,13 +85,10 @@ var freeParts = workers.FreeList[partJob]{New: func() *partJob {
 }}
 
 // RunPart runs the part's forward (workers.Part).
-func (j *partJob) RunPart() {
-	j.out = j.m.forward(j.ws, j.x, j.ts, j.labels)
-	j.split.done()
-}
+func (j *partJob) RunPart() { j.out = j.m.forward(j.ws, j.x, j.ts, j.labels) }
 
 // release hands j back to the free list without its references.
 func (j *partJob) release() {
-	j.m, j.x, j.ts, j.labels, j.out, j.started, j.split = nil, nil, nil, nil, nil, nil, nil
+	j.m, j.x, j.ts, j.labels, j.out, j.started = nil, nil, nil, nil, nil, nil
 	freeParts.Put(j)
 }

@@ -1,6 +1,9 @@
 package workers
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // Part is one piece of a job split by batch (a model's forward on some of
 // the images), which Start runs on a part worker.
@@ -8,10 +11,41 @@ type Part interface {
 	RunPart()
 }
 
+// Split is a job split into parts that run at the same time, a core each.
+// BeginSplit reserves the cores of all parts but the caller's, and every
+// part calls Done as it finishes: all but the last hand their core back,
+// so that the kernels of the parts still running use it. When another
+// process slows one core, the part on it would otherwise finish alone,
+// long after the others.
+type Split struct{ running atomic.Int32 }
+
+var splits FreeList[Split]
+
+// BeginSplit starts a split job of parts parts; the caller runs one of them
+// and Starts the others with the Split. Call End once all have been
+// waited for.
+func BeginSplit(parts int) *Split {
+	s := splits.Get()
+	s.running.Store(int32(parts))
+	Reserve(parts - 1)
+	return s
+}
+
+// Done marks a part finished; Start's workers call it for theirs.
+func (s *Split) Done() {
+	if s.running.Add(-1) > 0 {
+		Unreserve(1)
+	}
+}
+
+// End recycles s; every part must have called Done.
+func (s *Split) End() { splits.Put(s) }
+
 // Started is a part running on a part worker; Wait for it.
 type Started struct {
-	p    Part
-	done chan struct{}
+	p     Part
+	split *Split
+	done  chan struct{}
 }
 
 // Wait returns when the part has run, and recycles s. Like the helpers,
@@ -19,7 +53,7 @@ type Started struct {
 // together, and a parked thread takes long to wake on a virtual machine.
 func (s *Started) Wait() {
 	Await(s.done)
-	s.p = nil
+	s.p, s.split = nil, nil
 	started.Put(s)
 }
 
@@ -35,11 +69,10 @@ var partWorkers struct {
 	jobs chan *Started
 }
 
-// Start runs p on a part worker, creating one if fewer than workers exist.
-// The part queues until a worker is free: workers never wait for callers,
-// so concurrent split jobs only queue. The caller should Reserve a core for
-// each part it starts while they run.
-func Start(p Part, workers int) *Started {
+// Start runs p, a part of split, on a part worker, creating one if fewer
+// than workers exist. The part queues until a worker is free: workers never
+// wait for callers, so concurrent split jobs only queue.
+func Start(p Part, workers int, split *Split) *Started {
 	pw := &partWorkers
 	pw.mu.Lock()
 	if pw.jobs == nil {
@@ -52,7 +85,7 @@ func Start(p Part, workers int) *Started {
 	}
 	pw.mu.Unlock()
 	s := started.Get()
-	s.p = p
+	s.p, s.split = p, split
 	pw.jobs <- s
 	return s
 }
@@ -64,6 +97,7 @@ func partWorker(jobs <-chan *Started) {
 	for {
 		s := Await(jobs)
 		s.p.RunPart()
+		s.split.Done()
 		s.done <- struct{}{}
 	}
 }
