@@ -2,7 +2,9 @@
 
 package kernel
 
-const useWinogradAVX512 = false
+// useWinogradAVX512 is false without the vector loops; a variable, as on
+// amd64, so that the tests that switch it build everywhere.
+var useWinogradAVX512 = false
 
 func wgInputAVX512(v *float32, vstride int, rows *[4]*float32, off int, masks *[5]uint16) {
 	panic("unreachable")
