@@ -30,8 +30,9 @@ func packTaps(dst, img []float32, offs []int32, masks []uint32, c, t0, rows, hw,
 	_ = dst[(rows-1)*ldd+seg-1]
 	_ = img[(c+(t0+rows-1)/taps+1)*hw-1]
 	store := uint32(1)<<seg - 1
-	// The run two panels on, where its last tap reads: the lines that
-	// panel is the first to need.
+	// Where the last tap of the run two on in the same plane reads: when
+	// a plane spans several panels, the lines the panel two on is the
+	// first to need.
 	ahead := 4 * (int(offs[taps-1]) + 2*seg)
 	r := 0
 	if t0 > 0 {
