@@ -172,11 +172,17 @@ var useMaskedPack = hasMaskedPack
 
 // PackB implements blas.PackerB. Each panel's columns are split by image;
 // within an image a row of the panel is one contiguous run of the plane.
+// Panels of images smaller than 16 pixels (the default UNet's 2x2 level)
+// go through packSmall instead.
 func (p *convPacker) PackB(dst []float32, nr, k0, kc, n0, n1 int) {
 	hw := p.s.H * p.s.W
 	for q0 := n0; q0 < n1; q0 += nr {
 		panel := dst[(q0-n0)*kc:][:nr*kc]
 		w := min(nr, n1-q0)
+		if useMaskedPack && hw < 16 && 16%hw == 0 && q0%hw == 0 && (nr == 16 || nr == 32) {
+			p.packSmall(panel, nr, k0, kc, q0, w)
+			continue
+		}
 		if w < nr {
 			for r := 0; r < kc; r++ {
 				clear(panel[r*nr+w : r*nr+nr])
@@ -191,6 +197,54 @@ func (p *convPacker) PackB(dst []float32, nr, k0, kc, n0, n1 int) {
 			t += seg
 		}
 	}
+}
+
+// packSmall packs the panel of columns [q0, q0+w) of rows [k0, k0+kc) for
+// planes of fewer than 16 pixels that divide 16, the panel starting with
+// an image: every 16 columns hold whole images, so a plane's pixels for a
+// half of the panel fit one register (one gather), and each tap's row is a
+// permutation of them with the pixels it reads outside the image zeroed
+// (packPlanes). packTaps would copy runs of a few pixels, one image at a
+// time. A 16-pixel plane is one run already, and gathering it is slower
+// than copying it.
+func (p *convPacker) packSmall(dst []float32, nr, k0, kc, q0, w int) {
+	s := p.s
+	hw := s.H * s.W
+	taps := s.KH * s.KW
+	halves := nr / 16
+	first := q0 / hw
+	var gidx [32]int32
+	var perm [maxPackTaps * 16]int32
+	var masks [2*maxPackTaps + 2]uint16
+	// The panel's columns are valid; the gather reads every pixel of the
+	// images they start, which a tap of a valid column may read.
+	var valid [2]uint16
+	read := (w + hw - 1) / hw * hw
+	for l := 0; l < min(16*halves, read); l++ {
+		if l < w {
+			valid[l/16] |= 1 << (l % 16)
+		}
+		masks[2*taps+l/16] |= 1 << (l % 16)
+		gidx[l] = int32((l/hw)*s.C*hw + l%hw)
+	}
+	for i := 0; i < s.KH; i++ {
+		for j := 0; j < s.KW; j++ {
+			t := i*s.KW + j
+			var m uint16
+			for l := 0; l < 16; l++ {
+				pix := l % hw
+				y, x := pix/s.W+i-s.PadT, pix%s.W+j-s.PadL
+				if y >= 0 && y < s.H && x >= 0 && x < s.W {
+					m |= 1 << l
+					perm[16*t+l] = int32(l - pix + y*s.W + x)
+				}
+			}
+			masks[2*t], masks[2*t+1] = m&valid[0], m&valid[1]
+		}
+	}
+	c0, t0 := k0/taps, k0%taps
+	img := p.x[first*s.C*hw+c0*hw:]
+	packPlanes(dst, img, &gidx, perm[:16*taps], masks[:2*taps+2], halves, t0, kc, hw, nr)
 }
 
 // maxPackTaps bounds the kernel taps convPacker handles (7x7); the tap

@@ -48,3 +48,23 @@ func packTaps(dst, img []float32, offs []int32, masks []uint32, c, t0, rows, hw,
 		packTapsAVX512(&dst[r*ldd], &img[c*hw], &offs[0], &masks[0], rows-r, 1, hw, ldd, ahead, store)
 	}
 }
+
+// packPlanesAVX512 packs rows rows of a panel of whole small images, the
+// first of plane 0's tap t0 (see the assembly).
+//
+//go:noescape
+func packPlanesAVX512(dst, img *float32, gidx, perm *int32, masks *uint16, halves, taps, t0, rows, hw, ldd int)
+
+// packPlanes is packPlanesAVX512 on slices: rows rows of dst (ldd apart,
+// halves 16-lane halves each), from the planes hw floats apart from img.
+// Every lane gidx and masks let it read must lie inside img's planes.
+func packPlanes(dst, img []float32, gidx *[32]int32, perm []int32, masks []uint16, halves, t0, rows, hw, ldd int) {
+	if rows == 0 {
+		return
+	}
+	taps := len(perm) / 16
+	_ = masks[2*taps+1]
+	_ = dst[(rows-1)*ldd+16*halves-1]
+	_ = img[0]
+	packPlanesAVX512(&dst[0], &img[0], &gidx[0], &perm[0], &masks[0], halves, taps, t0, rows, hw, ldd)
+}

@@ -57,3 +57,72 @@ tap:
 done:
 	VZEROUPPER
 	RET
+
+// func packPlanesAVX512(dst, img *float32, gidx, perm *int32, masks *uint16, halves, taps, t0, rows, hw, ldd int)
+//
+// packTapsAVX512 for planes of at most 16 pixels, a panel holding whole
+// images: per plane (hw floats on from img), gather the panel's images'
+// pixels into one zmm per 16 columns (lane l of half h from
+// img+gidx[16h+l], the lanes clear in masks[2t+h] of every tap not read),
+// then each tap's row is one permutation of it (perm[16t:], lanes clear in
+// masks[2t+h] zeroed) and one store, a half at a time. Rows start at tap
+// t0 of the first plane.
+TEXT ·packPlanesAVX512(SB), NOSPLIT, $0-88
+	MOVQ dst+0(FP), DI
+	MOVQ img+8(FP), SI
+	MOVQ gidx+16(FP), AX
+	VMOVDQU32 (AX), Z28
+	VMOVDQU32 64(AX), Z29
+	MOVQ perm+24(FP), R8
+	MOVQ masks+32(FP), R9
+	MOVQ halves+40(FP), R10
+	MOVQ taps+48(FP), R11
+	MOVQ t0+56(FP), CX
+	MOVQ rows+64(FP), BX
+	MOVQ hw+72(FP), R12
+	SHLQ $2, R12
+	MOVQ ldd+80(FP), DX
+	SHLQ $2, DX
+	// K5, K6: the lanes any tap reads, per half (masks[2*taps], [2*taps+1]).
+	KMOVW (R9)(R11*4), K5
+	KMOVW 2(R9)(R11*4), K6
+	TESTQ BX, BX
+	JEQ pdone
+
+pplane:
+	KMOVW K5, K1
+	VXORPS Z0, Z0, Z0
+	VGATHERDPS (SI)(Z28*4), K1, Z0
+	CMPQ R10, $1
+	JEQ ptap
+	KMOVW K6, K2
+	VXORPS Z1, Z1, Z1
+	VGATHERDPS (SI)(Z29*4), K2, Z1
+
+ptap:
+	MOVQ CX, AX
+	SHLQ $6, AX
+	VMOVDQU32 (R8)(AX*1), Z2
+	KMOVW (R9)(CX*4), K3
+	VPERMPS.Z Z0, Z2, K3, Z3
+	VMOVUPS Z3, (DI)
+	CMPQ R10, $1
+	JEQ pnext
+	KMOVW 2(R9)(CX*4), K4
+	VPERMPS.Z Z1, Z2, K4, Z4
+	VMOVUPS Z4, 64(DI)
+
+pnext:
+	ADDQ DX, DI
+	DECQ BX
+	JEQ pdone
+	INCQ CX
+	CMPQ CX, R11
+	JLT ptap
+	XORQ CX, CX
+	ADDQ R12, SI
+	JMP pplane
+
+pdone:
+	VZEROUPPER
+	RET
