@@ -216,8 +216,9 @@ func (p *convPacker) packSmall(dst []float32, nr, k0, kc, q0, w int) {
 	var gidx [32]int32
 	var perm [maxPackTaps * 16]int32
 	var masks [2*maxPackTaps + 2]uint16
-	// The panel's columns are valid; the gather reads every pixel of the
-	// images they start, which a tap of a valid column may read.
+	// The panel's first w columns are valid, but the gather reads every
+	// pixel of the images they fall in: a tap of a valid column may read
+	// any of them.
 	var valid [2]uint16
 	read := (w + hw - 1) / hw * hw
 	for l := 0; l < min(16*halves, read); l++ {
