@@ -105,7 +105,11 @@ func (p *Pipeline) Evaluate(ctx context.Context, cls *classifier.Model, train, t
 	}
 	rep := &EvalReport{Scheduler: o.Scheduler, Steps: o.Steps}
 	if rep.Scheduler == "" {
-		rep.Scheduler = p.Scheduler.ClassName
+		// The method's short name when it has one ("sde-dpm++2m"): the
+		// class alone does not say which DPM-Solver runs.
+		if rep.Scheduler = p.Scheduler.ShortName(); rep.Scheduler == "" {
+			rep.Scheduler = p.Scheduler.ClassName
+		}
 	}
 	realOut, err := classifySet(ctx, cls, train, min(o.RealImages, train.Len()), nil)
 	if err != nil {

@@ -49,6 +49,10 @@ func runEdit(ctx context.Context, e *env, args []string) error {
 	}
 	meta := jobMeta("edit", f, "ldm.direction", *dirPath, "ldm.alpha", strconv.FormatFloat(*alpha, 'g', -1, 64),
 		"ldm.strength", strconv.FormatFloat(*strength, 'g', -1, 64))
+	if *strength > 0 {
+		// The SDEdit pass after the move samples.
+		meta[metaScheduler] = jobSchedulerName(p, f.scheduler)
+	}
 	return imageJob(ctx, e, f, p, input, "editing", meta, func(ctx context.Context, it *item) (*tensor.Dense, error) {
 		y, err := p.Edit(ctx, it.x, pipeline.EditOptions{JobOptions: f.jobOptions(it.stream), Direction: dir, Alpha: *alpha, Strength: *strength})
 		if err != nil {

@@ -64,6 +64,9 @@ func TestEvalReport(t *testing.T) {
 	if r.Samples.N != 20 || r.Real.N != 30 || len(r.ClassAccuracy) != 10 || r.Steps != 2 || r.Guidance != 3 {
 		t.Errorf("report: %+v", r)
 	}
+	if r.Scheduler != "ddim" {
+		t.Errorf("report names the sampler %q, want its short name ddim", r.Scheduler)
+	}
 	if r.Reconstructions != nil {
 		t.Errorf("a pixel-space model has no VAE, but the report has reconstruction figures %+v", r.Reconstructions)
 	}

@@ -201,6 +201,21 @@ func TestDirectionEditAnomalyAUC(t *testing.T) {
 	if n := len(tree(t, out)); n != 7 {
 		t.Errorf("edit wrote %d files, want 7", n)
 	}
+	// The SDEdit pass samples with the model's sampler, which the images
+	// record; a move alone (--strength 0) samples nothing.
+	moved := t.TempDir()
+	if code, _, stderr := ldm(t, "edit", "--model", tinyModel, "--direction", dir, "--alpha", "0.5", "--strength", "0", "-o", moved, "-q", a); code != 0 {
+		t.Fatalf("edit --strength 0: exit %d: %s", code, stderr)
+	}
+	for path, want := range map[string]string{filepath.Join(out, "a.png"): "ddim", filepath.Join(moved, "a.png"): ""} {
+		meta, err := imageio.ReadMetadata(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := meta[metaScheduler]; got != want {
+			t.Errorf("%s: metadata %s = %q, want %q", path, metaScheduler, got, want)
+		}
+	}
 	csvA, csvB := filepath.Join(out, "a.csv"), filepath.Join(out, "b.csv")
 	for _, c := range [][2]string{{a, csvA}, {b, csvB}} {
 		if code, _, stderr := ldm(t, "anomaly", "--model", tinyModel, "--timesteps", "100,500", "-o", c[1], "-q", c[0]); code != 0 {
