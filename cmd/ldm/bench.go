@@ -94,12 +94,10 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	warmup := fs.Int("warmup", 1, "untimed runs before the timed ones")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the timed workloads to this file")
 	what := fs.String("what", strings.Join(benchWorkloads, ","), "comma-separated workloads: "+strings.Join(benchWorkloads, ", "))
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	switch {
-	case fs.NArg() > 0:
-		return usagef("unexpected argument %q", fs.Arg(0))
 	case *model != "" && *randomCfg != "":
 		return usagef("give --model or --random-config, not both")
 	case *threads < 1:

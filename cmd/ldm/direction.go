@@ -30,11 +30,8 @@ func runDirection(ctx context.Context, e *env, args []string) error {
 	batch := fs.Int("batch-size", 16, "images encoded at once")
 	out := fs.String("o", "", "output safetensors file (required)")
 	quiet := fs.Bool("q", false, "no log output")
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
 	}
 	if *out == "" {
 		return usagef("-o is required")

@@ -47,12 +47,10 @@ func runEval(ctx context.Context, e *env, args []string) error {
 	batch := fs.Int("batch-size", 64, "images per UNet batch")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	quiet := fs.Bool("q", false, "no progress output")
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
 	}
 	switch {
-	case fs.NArg() > 0:
-		return usagef("unexpected argument %q", fs.Arg(0))
 	case *n < 2 || *realN < 2 || *testN < 2:
 		return usagef("-n, --real and --test must be at least 2")
 	case *steps < 1:

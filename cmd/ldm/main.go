@@ -148,3 +148,16 @@ func parse(fs *flag.FlagSet, args []string) error {
 	}
 	return nil
 }
+
+// parseNoArgs is parse for commands that take flags alone. flag stops at
+// the first argument that is not a flag, so every flag after a stray
+// argument would be ignored: refuse it.
+func parseNoArgs(fs *flag.FlagSet, args []string) error {
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q (flags after it would be ignored)", fs.Arg(0))
+	}
+	return nil
+}

@@ -64,11 +64,8 @@ func runSample(ctx context.Context, e *env, args []string) error {
 	fs.StringVar(&f.from, "from", "", "regenerate the image(s) described by the metadata of this PNG")
 	fs.StringVar(&f.model, "model", "", "diffusers pipeline folder (default: the embedded default model)")
 	fs.BoolVar(&f.quiet, "q", false, "no progress output")
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
 	}
 	set := map[string]bool{}
 	fs.Visit(func(fl *flagT) { set[fl.Name] = true })

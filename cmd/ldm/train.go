@@ -171,13 +171,8 @@ func trainVAE(ctx context.Context, e *env, args []string) error {
 	klw := fs.Float64("kl-weight", 1e-4, "weight of the KL term")
 	evalEvery := fs.Int("eval-every", 500, "report reconstruction PSNR on held-out images every N steps")
 	evalN := fs.Int("eval-images", 1000, "held-out images for the PSNR: the MNIST test set, or for a folder its first N images (also trained on)")
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		// flag stops at the first argument that is not a flag, so every
-		// flag after it would be ignored.
-		return usagef("unexpected argument %q (flags after it would be ignored)", fs.Arg(0))
 	}
 	if err := c.check(); err != nil {
 		return err
@@ -291,13 +286,8 @@ func trainUNet(ctx context.Context, e *env, args []string) error {
 	sampleSteps := fs.Int("sample-steps", 20, "denoising steps of the sample grids")
 	guideFor := fs.String("guide-for", "", "train a guide for autoguidance of this pipeline folder, on its latents and noise schedule; --out gets the pipeline with the guide as guide_unet/")
 	autoWeight := fs.Float64("autoguidance", 1.5, "with --guide-for: the default autoguidance weight saved in the pipeline")
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		// flag stops at the first argument that is not a flag, so every
-		// flag after it would be ignored.
-		return usagef("unexpected argument %q (flags after it would be ignored)", fs.Arg(0))
 	}
 	var guided *pipeline.Pipeline
 	if *guideFor != "" {

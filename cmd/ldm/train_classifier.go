@@ -16,13 +16,8 @@ func trainClassifier(ctx context.Context, e *env, args []string) error {
 	def.LearningRate, def.WarmupSteps, def.Steps, def.EMA = 3e-3, 100, 1500, false
 	c.register(fs, "", def)
 	evalEvery := fs.Int("eval-every", 500, "report test accuracy every N steps")
-	if err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		// flag stops at the first argument that is not a flag, so every
-		// flag after it would be ignored.
-		return usagef("unexpected argument %q (flags after it would be ignored)", fs.Arg(0))
 	}
 	if err := c.check(); err != nil {
 		return err
