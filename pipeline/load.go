@@ -114,7 +114,7 @@ func LoadFS(fsys fs.FS, dir, label string) (*Pipeline, error) {
 			continue
 		}
 		if k == AutoGuidanceKey {
-			if err := json.Unmarshal(v, &p.AutoGuidance); err != nil || p.AutoGuidance < 0 {
+			if err := json.Unmarshal(v, &p.AutoGuidance); err != nil || !validWeight(p.AutoGuidance) {
 				return nil, fmt.Errorf("pipeline: %s: %s: want a number, 0 or more, found %s", filepath.Join(label, IndexFile), k, v)
 			}
 			continue

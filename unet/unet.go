@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 
 	"gorgonia.org/tensor"
 
@@ -366,7 +367,6 @@ func (m *Model) forward(ws *nn.Workspace, x *nn.Tensor, timesteps []float32, cla
 // pass is what the layers of one forward hand on: the images' embedding,
 // the activation and the skip connections.
 type pass struct {
-	n int
 	// ts holds the timestep of each image, emb the SiLU of its embedding
 	// ([n, dim]); both are workspace buffers, as are h, the activation,
 	// and the skip connections.
@@ -391,7 +391,7 @@ func (p *pass) pop() *nn.Tensor {
 	return t
 }
 
-func (p *pass) isSkip(t *nn.Tensor) bool { return isSkip(p.skips[:p.nskips], t) }
+func (p *pass) isSkip(t *nn.Tensor) bool { return slices.Contains(p.skips[:p.nskips], t) }
 
 // embed sets the timesteps and the embedding (time and class, after SiLU)
 // of p's images, and returns x, moved to [-1, 1] when the config asks for
@@ -399,7 +399,6 @@ func (p *pass) isSkip(t *nn.Tensor) bool { return isSkip(p.skips[:p.nskips], t) 
 func (m *Model) embed(ws *nn.Workspace, p *pass, x *nn.Tensor, timesteps []float32, classLabels []int) *nn.Tensor {
 	c := m.Config
 	n := x.N
-	p.n = n
 	p.ts = ws.Floats(n)[:n]
 	for i := range p.ts {
 		p.ts[i] = timesteps[min(i, len(timesteps)-1)]
@@ -466,10 +465,10 @@ func (m *Model) out(ws *nn.Workspace, p *pass) *nn.Tensor {
 	}
 	if m.Config.TimeEmbeddingType == "fourier" {
 		hw := out.C * out.HW()
-		for i := 0; i < p.n; i++ {
+		for i, t := range p.ts {
 			q := out.Data[i*hw : (i+1)*hw]
 			for j := range q {
-				q[j] /= p.ts[i]
+				q[j] /= t
 			}
 		}
 	}
@@ -525,15 +524,6 @@ func (m *Model) up(ws *nn.Workspace, p *pass, b *UpBlock) {
 func replace(ws *nn.Workspace, old, next *nn.Tensor) *nn.Tensor {
 	ws.ReleaseTensor(old)
 	return next
-}
-
-func isSkip(skips []*nn.Tensor, t *nn.Tensor) bool {
-	for _, s := range skips {
-		if s == t {
-			return true
-		}
-	}
-	return false
 }
 
 // concatChannels stacks a and b along the channel axis.
