@@ -2,10 +2,11 @@
 
 // gen_avx512 writes kernel512_amd64.s, the AVX-512 micro-kernels of the
 // 8x32 family: the packed kernel, the one that also packs B, both again
-// reading A's rows in place, the 8x16 one and its 16x16 form on two row
-// panels, and the one reading B through a table of masked runs. They share
-// every k step and the store of C, so one description writes all seven and
-// they cannot drift apart. Run by go
+// reading A's rows in place, the packed and rows kernels again prefetching
+// the source of the next B panel, the 8x16 one and its 16x16 form on two
+// row panels, and the one reading B through a table of masked runs. They
+// share every k step and the store of C, so one description writes all
+// nine and they cannot drift apart. Run by go
 // generate (see kernel_amd64.go):
 //
 //	go run gen_avx512.go [-o kernel512_amd64.s]
@@ -40,7 +41,12 @@ type kernel struct {
 	two bool
 	// prefetchA, when positive, is how far ahead (bytes) the unrolled loop
 	// prefetches the packed A panels, a line of each every two k steps.
-	prefetchA        int
+	prefetchA int
+	// prefetchB: the kernel also prefetches one row (128 bytes) of the
+	// next B panel's unpacked source per unrolled iteration, from R12 on,
+	// rows R13 bytes apart, so that the next panel's packing pass finds
+	// its rows in cache instead of waiting on each.
+	prefetchB        bool
 	beforeEpilogue   string
 	alpha, beta, ldc int // argument offsets of alpha, beta and loadC
 }
@@ -86,6 +92,27 @@ const packedPrologue = `	MOVQ kc+0(FP), CX
 	SHLQ $2, R8
 `
 
+// rowsPrologue is packedPrologue for A's rows in place: A at SI, its row
+// stride in bytes in R9 (three strides in R10) and its fifth row at R11.
+const rowsPrologue = `	MOVQ kc+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R9
+	SHLQ $2, R9
+	LEAQ (R9)(R9*2), R10
+	LEAQ (SI)(R9*4), R11
+	MOVQ b+24(FP), DI
+	MOVQ c+32(FP), DX
+	MOVQ ldc+40(FP), R8
+	SHLQ $2, R8
+`
+
+// nextPrologue loads the prefetchB arguments next and ldn, found from
+// offset off: the next panel's source at R12, its row stride in bytes in
+// R13.
+func nextPrologue(off int) string {
+	return fmt.Sprintf("\tMOVQ next+%d(FP), R12\n\tMOVQ ldn+%d(FP), R13\n\tSHLQ $2, R13\n", off, off+8)
+}
+
 var kernels = []kernel{
 	{
 		name: "kernelAVX512", label: "avx512", frame: 56, alpha: 40, beta: 44, ldc: 48, prefetchA: 1024,
@@ -127,17 +154,26 @@ var kernels = []kernel{
 // step broadcasts element p of each row where it lies, which saves packing
 // A for a single use.
 `,
-		prologue: `	MOVQ kc+0(FP), CX
-	MOVQ a+8(FP), SI
-	MOVQ lda+16(FP), R9
-	SHLQ $2, R9
-	LEAQ (R9)(R9*2), R10
-	LEAQ (SI)(R9*4), R11
-	MOVQ b+24(FP), DI
-	MOVQ c+32(FP), DX
-	MOVQ ldc+40(FP), R8
-	SHLQ $2, R8
+		prologue: rowsPrologue,
+	},
+	{
+		name: "kernelPfAVX512", label: "pfAVX512", frame: 72, alpha: 40, beta: 44, ldc: 48, prefetchA: 1024, prefetchB: true,
+		doc: `// func kernelPfAVX512(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC int, next *float32, ldn int)
+//
+// kernelAVX512 prefetching the rows of the next B panel's source (ldn
+// apart) from next, one per four k steps.
 `,
+		prologue: packedPrologue + nextPrologue(56),
+	},
+	{
+		name: "kernelRowsPfAVX512", label: "rowsPfAVX512", frame: 80, alpha: 48, beta: 52, ldc: 56,
+		rowsA: true, ld: "R9", ld3: "R10", base4: "R11", prefetchB: true,
+		doc: `// func kernelRowsPfAVX512(kc int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32, loadC int, next *float32, ldn int)
+//
+// kernelRowsAVX512 prefetching the rows of the next B panel's source (ldn
+// apart) from next, one per four k steps.
+`,
+		prologue: rowsPrologue + nextPrologue(64),
 	},
 	{
 		name: "kernelPackRowsAVX512", label: "kernelPackRowsAVX512", frame: 80, alpha: 64, beta: 68, ldc: 72,
@@ -302,6 +338,11 @@ func (k *kernel) step(b *bytes.Buffer, s int, unrolled bool) {
 		if !k.half {
 			w("VMOVUPS %d(DI), Z17", 128*s+64)
 		}
+	}
+	if k.prefetchB && unrolled && s == 1 {
+		w("PREFETCHT0 (R12)")
+		w("PREFETCHT0 64(R12)")
+		w("ADDQ R13, R12")
 	}
 	if k.prefetchA > 0 && unrolled && s%2 == 0 {
 		w("PREFETCHT0 %d(SI)", k.prefetchA+32*s)

@@ -20,6 +20,11 @@ type microKernel struct {
 	// full panel unpacked from its mr rows (lda apart) in a row-major A.
 	fnRows     func(kc int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, loadC bool)
 	fnPackRows func(kc int, a []float32, lda int, b []float32, ldb int, bpack, c []float32, ldc int, alpha, beta float32, loadC bool)
+	// fnPf and fnRowsPf, when not nil, are fn and fnRows also prefetching
+	// the unpacked rows of B's next panel, one row per four k steps, from
+	// next (rows ldn apart), while this panel's FMAs run.
+	fnPf     func(kc int, a, b, c []float32, ldc int, alpha, beta float32, loadC bool, next *float32, ldn int)
+	fnRowsPf func(kc int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, loadC bool, next *float32, ldn int)
 	// fnHalf, when not nil, is fn for the first nr/2 columns alone: the
 	// same bits there, for panels with no more columns than that.
 	fnHalf func(kc int, a, b, c []float32, ldc int, alpha, beta float32, loadC bool)

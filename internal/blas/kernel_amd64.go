@@ -22,7 +22,7 @@ var kernels = amd64Kernels()
 func amd64Kernels() []*microKernel {
 	var ks []*microKernel
 	if simd.HasAVX512() {
-		ks = append(ks, &microKernel{name: "avx512", mr: 8, nr: 32, kc: 256, nc: 512, fn: goAVX512, packRows: goPackRows32, fnPack: goPackAVX512, fnRows: goRowsAVX512, fnHalf: goHalfAVX512, fnHalf16: goHalf16AVX512, fnPackRows: goPackRowsAVX512, packA8: goPackA8, fnDirect: goDirectAVX512, addBias: goAddBiasAVX512, addTile: goAddTileAVX512})
+		ks = append(ks, &microKernel{name: "avx512", mr: 8, nr: 32, kc: 256, nc: 512, fn: goAVX512, packRows: goPackRows32, fnPack: goPackAVX512, fnRows: goRowsAVX512, fnPf: goPfAVX512, fnRowsPf: goRowsPfAVX512, fnHalf: goHalfAVX512, fnHalf16: goHalf16AVX512, fnPackRows: goPackRowsAVX512, packA8: goPackA8, fnDirect: goDirectAVX512, addBias: goAddBiasAVX512, addTile: goAddTileAVX512})
 	}
 	if simd.HasAVX2FMA() {
 		ks = append(ks, &microKernel{name: "avx2", mr: 6, nr: 16, kc: 256, nc: 512, fn: goAVX2, packRows: goPackRows16, fnPack: goPackAVX2})
@@ -136,6 +136,28 @@ func goHalf16AVX512(kc int, a0, a1, b, c []float32, ldc int, alpha, beta float32
 	_ = b[32*(kc-1)+15]
 	_ = c[15*ldc+15]
 	kernelHalf16AVX512(kc, &a0[0], &a1[0], &b[0], &c[0], ldc, alpha, beta, b2i(loadC))
+}
+
+//go:noescape
+func kernelPfAVX512(kc int, a, b, c *float32, ldc int, alpha, beta float32, loadC int, next *float32, ldn int)
+
+//go:noescape
+func kernelRowsPfAVX512(kc int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32, loadC int, next *float32, ldn int)
+
+// next is only prefetched, which cannot fault: it needs no bounds.
+
+func goPfAVX512(kc int, a, b, c []float32, ldc int, alpha, beta float32, loadC bool, next *float32, ldn int) {
+	_ = a[8*kc-1]
+	_ = b[32*kc-1]
+	_ = c[7*ldc+31]
+	kernelPfAVX512(kc, &a[0], &b[0], &c[0], ldc, alpha, beta, b2i(loadC), next, ldn)
+}
+
+func goRowsPfAVX512(kc int, a []float32, lda int, b, c []float32, ldc int, alpha, beta float32, loadC bool, next *float32, ldn int) {
+	_ = a[7*lda+kc-1]
+	_ = b[32*kc-1]
+	_ = c[7*ldc+31]
+	kernelRowsPfAVX512(kc, &a[0], lda, &b[0], &c[0], ldc, alpha, beta, b2i(loadC), next, ldn)
 }
 
 //go:noescape

@@ -185,6 +185,11 @@ func TestSgemmLarge(t *testing.T) {
 		{true, false, 130, 97, 700, 1, -0.5, 0.7},
 		{false, true, 19, 1100, 300, 0, 2.5, 1},
 		{true, true, 250, 45, 513, 2, 1, 0.7},
+		// B's rows 4 KB apart: the packed and the rows-of-A kernels that
+		// prefetch the next panel of B (A's rows 4 KB apart too in the
+		// second, which makes Sgemm pack A).
+		{false, false, 40, 1000, 600, 24, 1, 0.5},
+		{false, false, 21, 1000, 1000, 24, -0.5, 0},
 	}
 	forEachKernel(t, func(t *testing.T) {
 		rng := rand.New(rand.NewPCG(3, 4))
@@ -312,6 +317,7 @@ func TestPackedAMatchesSgemm(t *testing.T) {
 		{m: 130, n: 40, k: 1152, pad: 3, alpha: 1, beta: 0.7},
 		{m: 16, n: 70, k: 1024, alpha: 1},
 		{m: 24, n: 48, k: 300, pad: 1, alpha: 0.5, beta: 0.25},
+		{m: 40, n: 1000, k: 600, pad: 24, alpha: 1, beta: 0.5},
 		{m: 5, n: 3, k: 0, alpha: 1, beta: 0.5},
 	}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
