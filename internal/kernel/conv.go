@@ -262,7 +262,7 @@ func conv2dChunk(dst, x, weight []float32, packed *blas.PackedA, bias, add []flo
 	}
 	out := work[:s.OutC*ncols]
 	convGEMM(out, weight, packed, s.OutC, ncols, k, cols, nil)
-	reorderNCHW(dst, out, bias, s.N, s.OutC, hw)
+	FromChannelMajor(dst, out, bias, s.N, s.OutC, hw)
 }
 
 // convGEMM computes dst [m, n] = weight [m, k] B [k, n], with B the matrix
@@ -298,21 +298,12 @@ func conv2dImplicit(dst, x, weight []float32, packed *blas.PackedA, bias, add []
 	} else {
 		out := work[:s.OutC*ncols]
 		convGEMM(out, weight, packed, s.OutC, ncols, k, nil, p)
-		reorderNCHW(dst, out, bias, s.N, s.OutC, hw)
+		FromChannelMajor(dst, out, bias, s.N, s.OutC, hw)
 		if add != nil {
 			Add(dst[:s.N*s.OutC*hw], dst[:s.N*s.OutC*hw], add)
 		}
 	}
 	p.release()
-}
-
-// reorderNCHW moves a batched GEMM result out [C, N, HW] to dst [N, C, HW],
-// adding the bias.
-func reorderNCHW(dst, out, bias []float32, n, c, hw int) {
-	t := reorderTasks.get()
-	*t = reorderTask{dst: dst, out: out, bias: bias, n: n, c: c, hw: hw}
-	Parallel(c, c*n*hw, t)
-	reorderTasks.put(t)
 }
 
 // reorderTask moves a batched GEMM result [C, N, HW] to NCHW, adding the bias.
@@ -324,17 +315,36 @@ type reorderTask struct {
 var reorderTasks freeList[reorderTask]
 
 func (t *reorderTask) Run(lo, hi int) {
-	hw := t.hw
+	hw, n, c := t.hw, t.n, t.c
 	for o := lo; o < hi; o++ {
 		var b float32
 		if t.bias != nil {
 			b = t.bias[o]
 		}
-		for n := 0; n < t.n; n++ {
-			src := t.out[(o*t.n+n)*hw:][:hw]
-			d := t.dst[(n*t.c+o)*hw:][:hw]
-			for i, v := range src {
-				d[i] = v + b
+		src := t.out[o*n*hw : (o+1)*n*hw]
+		// The smallest feature maps move a few floats per image: copies
+		// of fixed size, without a loop and two slicings for each.
+		switch hw {
+		case 4:
+			for i := range n {
+				s, d := (*[4]float32)(src[4*i:]), (*[4]float32)(t.dst[(i*c+o)*4:])
+				d[0], d[1], d[2], d[3] = s[0]+b, s[1]+b, s[2]+b, s[3]+b
+			}
+			continue
+		case 16:
+			for i := range n {
+				s, d := (*[16]float32)(src[16*i:]), (*[16]float32)(t.dst[(i*c+o)*16:])
+				for x := range d {
+					d[x] = s[x] + b
+				}
+			}
+			continue
+		}
+		for i := range n {
+			s := src[i*hw : (i+1)*hw]
+			d := t.dst[(i*c+o)*hw:][:hw]
+			for x, v := range s {
+				d[x] = v + b
 			}
 		}
 	}
