@@ -96,10 +96,12 @@ const packedPrologue = `	MOVQ kc+0(FP), CX
 // farA is how far ahead (bytes) the kernels with prefetchA also prefetch
 // A into L2. Frozen weights larger than the cache stream from memory on
 // every forward pass, and 1 KB ahead covers the latency of L3 but not of
-// memory: with it, 16-column products cycling over 28 MB of weights run at
-// 132 instead of 100 GFLOP/s on one core, 32-column ones at 186 instead of
-// 167, and weights that stay in L3 at the same rate.
-const farA = 4096
+// memory. With 16 KB, 16-column products cycling over 28 MB of weights run
+// at 128-134 instead of 95-111 GFLOP/s on one core, 32-column ones at
+// 187-192 instead of 166, and weights that stay in L3 at the same rate;
+// the default UNet's batch-8 forward on two cores (two parts of 4 images,
+// 16 columns at the 2x2 level) takes 4.14 instead of 4.39 ms with 4 KB.
+const farA = 16384
 
 // rowsPrologue is packedPrologue for A's rows in place: A at SI, its row
 // stride in bytes in R9 (three strides in R10) and its fifth row at R11.
