@@ -144,8 +144,8 @@ func kernelPfAVX512(kc int, a, b, c *float32, ldc int, alpha, beta float32, load
 //go:noescape
 func kernelRowsPfAVX512(kc int, a *float32, lda int, b, c *float32, ldc int, alpha, beta float32, loadC int, next *float32, ldn int)
 
-// next is only prefetched, which cannot fault: it needs no bounds.
-
+// goPfAVX512 and goRowsPfAVX512 check a, b and c only: next is only
+// prefetched, which cannot fault.
 func goPfAVX512(kc int, a, b, c []float32, ldc int, alpha, beta float32, loadC bool, next *float32, ldn int) {
 	_ = a[8*kc-1]
 	_ = b[32*kc-1]
