@@ -522,7 +522,7 @@ func (g *gemm) multiply(w, u int) {
 			// in L2. (Other strides: no gain measured.)
 			var next []float32
 			nextRows, pfRow := 0, 0
-			if fused && kern.fnPf != nil && g.ldb%1024 == 0 {
+			if fused && kern.fnPf != nil && kern.fnRowsPf != nil && g.ldb%1024 == 0 {
 				nj, npc := j+nr, pc
 				if nj+nr > n1 {
 					nj, npc = n0, pc+g.kc
