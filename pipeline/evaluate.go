@@ -107,9 +107,7 @@ func (p *Pipeline) Evaluate(ctx context.Context, cls *classifier.Model, train, t
 	if rep.Scheduler == "" {
 		// The method's short name when it has one ("sde-dpm++2m"): the
 		// class alone does not say which DPM-Solver runs.
-		if rep.Scheduler = p.Scheduler.ShortName(); rep.Scheduler == "" {
-			rep.Scheduler = p.Scheduler.ClassName
-		}
+		rep.Scheduler = p.Scheduler.Name()
 	}
 	realOut, err := classifySet(ctx, cls, train, min(o.RealImages, train.Len()), nil)
 	if err != nil {

@@ -107,6 +107,15 @@ func (c *Config) ShortName() string {
 	return ""
 }
 
+// Name is the name that says which method c runs: its ShortName where it
+// has one, else its class.
+func (c *Config) Name() string {
+	if n := c.ShortName(); n != "" {
+		return n
+	}
+	return c.ClassName
+}
+
 // FromName builds the sampler a short name stands for ("ddim", "euler_a",
 // "dpm++2m", ...; see Names) with the training configuration of another
 // scheduler (typically the one saved with the model), as diffusers'

@@ -15,7 +15,6 @@ import (
 
 	"github.com/ldm-go/ldm/internal/imageio"
 	"github.com/ldm-go/ldm/pipeline"
-	"github.com/ldm-go/ldm/scheduler"
 )
 
 func init() {
@@ -149,7 +148,7 @@ func schedulerName(p *pipeline.Pipeline, name string) string {
 	if name != "" {
 		return name
 	}
-	return configName(p.Scheduler)
+	return p.Scheduler.Name()
 }
 
 // jobSchedulerName is schedulerName for the jobs on images, which run the
@@ -158,14 +157,7 @@ func jobSchedulerName(p *pipeline.Pipeline, name string) string {
 	if name != "" {
 		return name
 	}
-	return configName(p.Scheduler.WithoutNoise())
-}
-
-func configName(c *scheduler.Config) string {
-	if n := c.ShortName(); n != "" {
-		return n
-	}
-	return c.ClassName
+	return p.Scheduler.WithoutNoise().Name()
 }
 
 // applyMetadata takes the generation settings recorded in f.from, except
