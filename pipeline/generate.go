@@ -116,9 +116,12 @@ func (p *Pipeline) newJobScheduler(name string) (scheduler.Scheduler, error) {
 }
 
 // guides reports whether a guidance weight changes the prediction: 0 and
-// 1 both mean none. validWeight reports whether w can be one at all.
-func guides(w float64) bool      { return w != 0 && w != 1 }
-func validWeight(w float64) bool { return !math.IsNaN(w) && w >= 0 && !math.IsInf(w, 0) }
+// 1 both mean none.
+func guides(w float64) bool { return w != 0 && w != 1 }
+
+// ValidWeight reports whether w can be a guidance scale or an autoguidance
+// weight: a finite number, 0 or more.
+func ValidWeight(w float64) bool { return !math.IsNaN(w) && w >= 0 && !math.IsInf(w, 0) }
 
 // classifierFree reports whether o asks for classifier-free guidance.
 func (o Options) classifierFree() bool { return len(o.ClassLabels) > 0 && guides(o.GuidanceScale) }
@@ -165,9 +168,9 @@ func (p *Pipeline) validate(o Options) (*request, error) {
 		return nil, fmt.Errorf("pipeline: batch size %d outside [1, %d]", r.BatchSize, MaxBatchSize)
 	case r.FirstIndex < 0:
 		return nil, fmt.Errorf("pipeline: first index %d is negative", r.FirstIndex)
-	case !validWeight(r.GuidanceScale):
+	case !ValidWeight(r.GuidanceScale):
 		return nil, fmt.Errorf("pipeline: guidance scale %v must be 0 or more", r.GuidanceScale)
-	case !validWeight(r.AutoGuidance):
+	case !ValidWeight(r.AutoGuidance):
 		return nil, fmt.Errorf("pipeline: autoguidance weight %v must be 0 or more", r.AutoGuidance)
 	case math.IsNaN(r.Eta) || r.Eta < 0 || r.Eta > 1:
 		return nil, fmt.Errorf("pipeline: eta %v outside [0, 1]", r.Eta)

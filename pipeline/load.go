@@ -114,7 +114,7 @@ func LoadFS(fsys fs.FS, dir, label string) (*Pipeline, error) {
 			continue
 		}
 		if k == AutoGuidanceKey {
-			if err := json.Unmarshal(v, &p.AutoGuidance); err != nil || !validWeight(p.AutoGuidance) {
+			if err := json.Unmarshal(v, &p.AutoGuidance); err != nil || !ValidWeight(p.AutoGuidance) {
 				return nil, fmt.Errorf("pipeline: %s: %s: want a number, 0 or more, found %s", filepath.Join(label, IndexFile), k, v)
 			}
 			continue
@@ -283,7 +283,7 @@ func (p *Pipeline) check() error {
 // weight w (1: off), after checking that it predicts the same thing as
 // the pipeline's UNet. u's weights must not change afterwards.
 func (p *Pipeline) SetGuide(u *unet.Model, w float64) error {
-	if !validWeight(w) {
+	if !ValidWeight(w) {
 		return fmt.Errorf("pipeline: autoguidance weight %v must be 0 or more", w)
 	}
 	if err := p.CheckGuide(u.Config); err != nil {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -301,7 +300,7 @@ func trainUNet(ctx context.Context, e *env, args []string) error {
 		if len(clash) > 0 {
 			return usagef("%s cannot be set with --guide-for: the guide takes them from the pipeline %s", strings.Join(clash, ", "), *guideFor)
 		}
-		if math.IsNaN(*autoWeight) || *autoWeight < 0 || math.IsInf(*autoWeight, 0) {
+		if !pipeline.ValidWeight(*autoWeight) {
 			return usagef("--autoguidance must be 0 or more, got %v", *autoWeight)
 		}
 		if c.ckptDir == "" && c.out != "" {
