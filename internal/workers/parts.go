@@ -27,14 +27,14 @@ var splits FreeList[Split]
 func BeginSplit(parts int) *Split {
 	s := splits.Get()
 	s.running.Store(int32(parts))
-	Reserve(parts - 1)
+	reserved.Add(int32(parts - 1))
 	return s
 }
 
 // Done marks a part finished; Start's workers call it for theirs.
 func (s *Split) Done() {
 	if s.running.Add(-1) > 0 {
-		Unreserve(1)
+		reserved.Add(-1)
 	}
 }
 

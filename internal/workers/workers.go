@@ -86,7 +86,7 @@ func poll[T any](ch <-chan T) (T, bool) {
 }
 
 // reserved counts the cores that goroutines running whole parts of a job
-// (a split batch) have claimed: parallel kernels called meanwhile use only
+// (a split batch) have claimed (BeginSplit, Split.Done): parallel kernels called meanwhile use only
 // the cores left, so that they do not wake helpers to compete with those
 // goroutines for the same cores.
 var reserved atomic.Int32
@@ -97,13 +97,6 @@ var reserved atomic.Int32
 func Procs() int {
 	return max(1, runtime.GOMAXPROCS(0)-int(reserved.Load()))
 }
-
-// Reserve claims n cores for goroutines the caller runs itself, until
-// Unreserve(n).
-func Reserve(n int) { reserved.Add(int32(n)) }
-
-// Unreserve gives back n cores claimed by Reserve.
-func Unreserve(n int) { reserved.Add(-int32(n)) }
 
 // FreeList recycles values so that the parallel calls that need a struct
 // per call (a GEMM's state, a kernel's task, a split batch's part) do not
