@@ -145,6 +145,8 @@ type gemm struct {
 	panelsM          int
 	tasksM, tasksN   int
 	rowsPer, colsPer int
+	// cols holds the edges of the column blocks (splitColumns).
+	cols []int
 	// rowsA says the kernel reads A's full row panels where they lie;
 	// the others are packed into apack[w], goroutine w's own copy, a unit
 	// at a time as its tasks first need them (apacked[w] marks those
@@ -196,19 +198,11 @@ func (g *gemm) setup(kern *microKernel, transA, transB bool, m, n, k int, alpha 
 	if 2*m*n*k < minParallelFlops {
 		procs = 1
 	}
-	// Split n into blocks of at most nc columns, and with several
-	// goroutines into at least four blocks each, down to one panel, so
-	// that a core slowed by another process hands its share to the others;
-	// when even one panel per block is not enough, split m too. Block edges
-	// are multiples of mr and nr, so the tiles never depend on the split.
-	g.colsPer = roundUp(min(n, kern.nc), nr)
-	for procs > 1 && ceilDiv(n, g.colsPer) < 4*procs && g.colsPer > nr {
-		g.colsPer = roundUp(g.colsPer/2, nr)
-	}
-	g.tasksN = ceilDiv(n, g.colsPer)
+	g.splitColumns(procs)
 	g.tasksM = 1
 	g.rowsPer = g.mpad
 	if g.tasksN < procs {
+		// Even one panel per block is not enough: split m too.
 		g.tasksM = min(ceilDiv(procs, g.tasksN), g.panelsM)
 		g.rowsPer = ceilDiv(g.panelsM, g.tasksM) * mr
 		g.tasksM = ceilDiv(g.mpad, g.rowsPer)
@@ -228,6 +222,30 @@ func (g *gemm) setup(kern *microKernel, transA, transB bool, m, n, k int, alpha 
 		g.bpack[w] = grow(g.bpack[w], g.kc*g.colsPer)
 		g.tiles[w] = grow(g.tiles[w], 2*mr*nr)
 	}
+}
+
+// splitColumns splits n into the column blocks that tasks take in order,
+// their edges in g.cols, and sets g.colsPer to the widest. One goroutine
+// takes blocks of nc columns. Several take guided blocks: each a
+// 1/(2*procs) share of the columns still left, at most nc and at least one
+// panel, so the blocks narrow towards the end. A core that finishes early
+// then waits for at most a narrow block of the other's, where equal blocks
+// left it idle for up to a whole block: a twelfth of a two-core call at
+// 256x2304x2048. Edges are multiples of nr (and rows of mr), so the tiles,
+// and with them the results, never depend on the split.
+func (g *gemm) splitColumns(procs int) {
+	nc, nr := g.kern.nc, g.kern.nr
+	g.cols = append(g.cols[:0], 0)
+	for j := 0; j < g.n; {
+		w := min(nc, roundUp(g.n, nr))
+		if procs > 1 {
+			w = min(w, roundUp(ceilDiv(g.n-j, 2*procs), nr))
+		}
+		j = min(g.n, j+w)
+		g.cols = append(g.cols, j)
+	}
+	g.tasksN = len(g.cols) - 1
+	g.colsPer = roundUp(g.cols[1], nr)
 }
 
 // compute runs the call and hands g back to the free list (through
@@ -454,8 +472,7 @@ func (g *gemm) multiply(w, u int) {
 	mr, nr := kern.mr, kern.nr
 	m0 := (u % g.tasksM) * g.rowsPer
 	m1 := min(m0+g.rowsPer, g.m)
-	n0 := (u / g.tasksM) * g.colsPer
-	n1 := min(n0+g.colsPer, g.n)
+	n0, n1 := g.cols[u/g.tasksM], g.cols[u/g.tasksM+1]
 	panels := ceilDiv(n1-n0, nr)
 	tile := g.tiles[w][:mr*nr]
 	dp := g.directPanels(w, n0, n1)

@@ -207,6 +207,7 @@ func TestSgemmThreadsBitIdentical(t *testing.T) {
 		{false, false, 130, 40, 1152, 3, 1, 0.7},
 		{true, true, 77, 333, 300, 1, -0.5, 1},
 		{false, true, 256, 96, 64, 0, 1, 0},
+		{false, false, 40, 1003, 520, 3, 1, 0.5}, // guided blocks, ragged last
 	}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	forEachKernel(t, func(t *testing.T) {
@@ -222,6 +223,37 @@ func TestSgemmThreadsBitIdentical(t *testing.T) {
 			for i := range results[0] {
 				if math.Float32bits(results[0][i]) != math.Float32bits(results[1][i]) {
 					t.Fatalf("%v: c[%d] is %v with 1 thread and %v with 2", tc, i, results[0][i], results[1][i])
+				}
+			}
+		}
+	})
+}
+
+// TestSplitColumns checks the column blocks tasks take: they cover n in
+// order, their inner edges are multiples of nr, none is wider than nc or
+// than the block before it, and with two goroutines the last is one panel
+// wide when n allows, so the core that finishes first waits little.
+func TestSplitColumns(t *testing.T) {
+	forEachKernel(t, func(t *testing.T) {
+		nr, nc := active.nr, active.nc
+		for _, n := range []int{1, nr - 1, nr, 3*nr + 5, 128, 512, 1003, 2048, 32768} {
+			for _, procs := range []int{1, 2, 3} {
+				g := &gemm{kern: active, n: n}
+				g.splitColumns(procs)
+				if g.cols[0] != 0 || g.cols[g.tasksN] != n || len(g.cols) != g.tasksN+1 {
+					t.Fatalf("n=%d procs=%d: edges %v do not run from 0 to n", n, procs, g.cols)
+				}
+				for i := 1; i <= g.tasksN; i++ {
+					w := g.cols[i] - g.cols[i-1]
+					if w <= 0 || w > nc || w > g.colsPer || (i < g.tasksN && g.cols[i]%nr != 0) {
+						t.Fatalf("n=%d procs=%d: block %d of %v is %d wide (nr %d, nc %d, colsPer %d)", n, procs, i-1, g.cols, w, nr, nc, g.colsPer)
+					}
+					if i > 1 && w > g.cols[i-1]-g.cols[i-2] {
+						t.Fatalf("n=%d procs=%d: block %d of %v is wider than the one before", n, procs, i-1, g.cols)
+					}
+				}
+				if last := g.cols[g.tasksN] - g.cols[g.tasksN-1]; procs > 1 && last > nr {
+					t.Fatalf("n=%d procs=%d: last block of %v is %d wide, want at most %d", n, procs, g.cols, last, nr)
 				}
 			}
 		}
