@@ -278,6 +278,10 @@ func (b *bencher) gemm(batch, c, h, w int) {
 	var rates, peaks, shares []float64
 	for i := 0; i < b.warmup+b.repeats; i++ {
 		peak := blas.PeakGFLOPS(procs)
+		// One untimed call first: the helper threads park while the
+		// peak loop runs, and waking them (100-200 us on this VM, a
+		// fiftieth of the run) is not the multiply's cost.
+		blas.Sgemm(false, false, m, n, k, 1, a, k, bm, n, 0, cm, n)
 		start := time.Now()
 		for range calls {
 			blas.Sgemm(false, false, m, n, k, 1, a, k, bm, n, 0, cm, n)
