@@ -20,10 +20,32 @@
 #define C_P5 36
 #define C_ONE 40
 
-// SILU computes one vector: x in V, result in V; uses A, K, R, Q, Z, P as
-// scratch and M as a mask register (first the lanes below exp32Min, whose
-// x*e is x*0, then those with x >= 0). The constants are in Z16..Z28.
-#define SILU(V, A, K, R, Q, Z, P, M) \
+// SILU2 computes two vectors: x in V and V2, results in place; uses A, K,
+// R, Q, Z, P (and A2...P2) as scratch and M (M2) as a mask register (first
+// the lanes below exp32Min, whose x*e is x*0, then those with x >= 0). The
+// constants are in Z16..Z28. It interleaves the two vectors stage by
+// stage: each vector's operations form one dependency chain, and one
+// vector after the other the two chains filled the scheduler's window
+// (14% slower). A single vector runs as V with a scratch V2.
+#define SILU2(V, A, K, R, Q, Z, P, M, V2, A2, K2, R2, Q2, Z2, P2, M2) \
+	SILU_REDUCE(V, A, K, R, Q, M) \
+	SILU_REDUCE(V2, A2, K2, R2, Q2, M2) \
+	SILU_POLY(R, Z, P) \
+	SILU_POLY(R2, Z2, P2) \
+	SILU_HORNER(R, P, Z22) \
+	SILU_HORNER(R2, P2, Z22) \
+	SILU_HORNER(R, P, Z23) \
+	SILU_HORNER(R2, P2, Z23) \
+	SILU_HORNER(R, P, Z24) \
+	SILU_HORNER(R2, P2, Z24) \
+	SILU_HORNER(R, P, Z25) \
+	SILU_HORNER(R2, P2, Z25) \
+	SILU_FINISH(V, K, R, Q, Z, P, M) \
+	SILU_FINISH(V2, K2, R2, Q2, Z2, P2, M2)
+
+// SILU_REDUCE: A = -|x| clamped to exp32Min (M marks the lanes below it),
+// K = round(A*log2(e)), R = A - K*ln2 in two parts.
+#define SILU_REDUCE(V, A, K, R, Q, M) \
 	VORPS Z27, V, A \
 	VCMPPS $0x11, Z16, A, M \
 	VMAXPS Z16, A, A \
@@ -32,18 +54,21 @@
 	VMULPS Z18, K, Q \
 	VSUBPS Q, A, R \
 	VMULPS Z19, K, Q \
-	VSUBPS Q, R, R \
+	VSUBPS Q, R, R
+
+// SILU_POLY starts the polynomial: Z = R*R, P = R*p0 + p1.
+#define SILU_POLY(R, Z, P) \
 	VMULPS R, R, Z \
 	VMULPS R, Z20, P \
-	VADDPS Z21, P, P \
+	VADDPS Z21, P, P
+
+// SILU_HORNER is one Horner step: P = P*R + C.
+#define SILU_HORNER(R, P, C) \
 	VMULPS R, P, P \
-	VADDPS Z22, P, P \
-	VMULPS R, P, P \
-	VADDPS Z23, P, P \
-	VMULPS R, P, P \
-	VADDPS Z24, P, P \
-	VMULPS R, P, P \
-	VADDPS Z25, P, P \
+	VADDPS C, P, P
+
+// SILU_FINISH: y = P*Z + R + 1, e = y*2^K, and x/(1+e) or (x*y*2^K)/(1+e).
+#define SILU_FINISH(V, K, R, Q, Z, P, M) \
 	VMULPS Z, P, P \
 	VADDPS R, P, P \
 	VADDPS Z26, P, P \
@@ -81,8 +106,7 @@ TEXT ·siluAVX512(SB), NOSPLIT, $0-32
 silu2:
 	VMOVUPS 0(SI), Z0
 	VMOVUPS 64(SI), Z8
-	SILU(Z0, Z1, Z2, Z3, Z4, Z5, Z6, K1)
-	SILU(Z8, Z9, Z10, Z11, Z12, Z13, Z14, K2)
+	SILU2(Z0, Z1, Z2, Z3, Z4, Z5, Z6, K1, Z8, Z9, Z10, Z11, Z12, Z13, Z14, K2)
 	VMOVUPS Z0, 0(DI)
 	VMOVUPS Z8, 64(DI)
 	ADDQ $128, SI
@@ -94,7 +118,7 @@ silu1:
 	CMPQ CX, $16
 	JLT silutail
 	VMOVUPS 0(SI), Z0
-	SILU(Z0, Z1, Z2, Z3, Z4, Z5, Z6, K1)
+	SILU2(Z0, Z1, Z2, Z3, Z4, Z5, Z6, K1, Z8, Z9, Z10, Z11, Z12, Z13, Z14, K2)
 	VMOVUPS Z0, 0(DI)
 	ADDQ $64, SI
 	ADDQ $64, DI
@@ -108,7 +132,7 @@ silutail:
 	DECL AX
 	KMOVW AX, K3
 	VMOVUPS.Z 0(SI), K3, Z0
-	SILU(Z0, Z1, Z2, Z3, Z4, Z5, Z6, K1)
+	SILU2(Z0, Z1, Z2, Z3, Z4, Z5, Z6, K1, Z8, Z9, Z10, Z11, Z12, Z13, Z14, K2)
 	VMOVUPS Z0, K3, 0(DI)
 silu512done:
 	VZEROUPPER
