@@ -2,6 +2,7 @@ package kernel
 
 import (
 	"math/bits"
+	"sync"
 
 	"github.com/ldm-go/ldm/internal/blas"
 	"github.com/ldm-go/ldm/internal/workers"
@@ -31,30 +32,31 @@ func isSameStride1(s ConvShape) bool {
 // 16-pixel runs, every full 32-column panel is two runs of plane pixels per
 // row, and the kernel reads them where they lie. Which lanes a run reads
 // and where depends only on the panel's pixel offset in its plane, so
-// there is one table per offset, built before the multiply (prepare).
+// there is one table per offset (directTablesFor).
 type convPacker struct {
 	x []float32
 	s ConvShape
-	// tabs holds the tables one after another; tab[o] is the one for
-	// panels starting at pixel 16*o, nil where none starts.
-	tabs []int32
-	tab  [][]int32
-	used []bool
+	// tab[o] is the table of panels starting at pixel 16*o, nil where
+	// none starts; shared, never written.
+	tab [][]int32
 }
 
-// convPackers keeps packers with their tables' memory; get one with
-// newConvPacker and return it with release.
+// convPackers keeps packers; get one with newConvPacker and return it with
+// release.
 var convPackers workers.FreeList[convPacker]
 
 func newConvPacker(x []float32, s ConvShape) *convPacker {
 	p := convPackers.Get()
 	p.x, p.s = x, s
-	p.prepare()
+	p.tab = nil
+	if useDirect && blas.DirectWidth() == 2*directRun && (s.H*s.W)%directRun == 0 && s.KH*s.KW <= maxPackTaps {
+		p.tab = directTablesFor(s)
+	}
 	return p
 }
 
 func (p *convPacker) release() {
-	p.x = nil
+	p.x, p.tab = nil, nil
 	convPackers.Put(p)
 }
 
@@ -65,55 +67,51 @@ const directRun = 16
 // compare with packed panels.
 var useDirect = true
 
-// prepare builds the tables of the panels the kernel will read in place,
-// when it can: the active kernel reads in place, with panels of two runs of
-// directRun, and every plane is a whole number of runs.
-func (p *convPacker) prepare() {
-	s := p.s
+// tableKey is what a shape's tables depend on: not the batch, since the
+// tables cover the panels of any number of images.
+type tableKey struct{ c, h, w, kh, kw, padT, padL int }
+
+// directTables caches the tables of the shapes convolved so far: built on
+// every call, they cost 1-2% of the default UNet's forward at batch 32. A
+// model has a handful of shapes; a full cache is simply emptied.
+var directTables struct {
+	sync.Mutex
+	m map[tableKey][][]int32
+}
+
+const maxCachedTableShapes = 64
+
+// directTablesFor returns the tables of s's panels read in place, one per
+// pixel offset a panel can start at (nil where none can), building them
+// the first time: a panel starts at a multiple of 32 columns, so offsets
+// repeat after two planes.
+func directTablesFor(s ConvShape) [][]int32 {
+	key := tableKey{s.C, s.H, s.W, s.KH, s.KW, s.PadT, s.PadL}
+	directTables.Lock()
+	defer directTables.Unlock()
+	if t, ok := directTables.m[key]; ok {
+		return t
+	}
+	if directTables.m == nil || len(directTables.m) >= maxCachedTableShapes {
+		directTables.m = map[tableKey][][]int32{}
+	}
 	hw := s.H * s.W
-	p.tab = p.tab[:0]
-	if !useDirect || blas.DirectWidth() != 2*directRun || hw%directRun != 0 || s.KH*s.KW > maxPackTaps {
-		return
-	}
 	k := s.ColRows()
-	runs := hw / directRun
-	if cap(p.used) < runs {
-		p.used = make([]bool, runs)
-	}
-	used := p.used[:runs]
-	clear(used)
-	// Panel starts repeat their pixel offsets after lcm(hw, 32) columns,
-	// at most 2*hw.
-	for n0 := 0; n0+2*directRun <= s.N*hw && n0 < 2*hw; n0 += 2 * directRun {
-		used[(n0%hw)/directRun] = true
-	}
-	count := 0
-	for _, u := range used {
-		if u {
-			count++
+	tab := make([][]int32, hw/directRun)
+	for n0 := 0; n0 < 2*hw; n0 += 2 * directRun {
+		if o := (n0 % hw) / directRun; tab[o] == nil {
+			tab[o] = make([]int32, 4*k)
+			fillTable(tab[o], s, o*directRun)
 		}
 	}
-	if cap(p.tabs) < count*4*k {
-		p.tabs = make([]int32, count*4*k)
-	}
-	tabs := p.tabs[:count*4*k]
-	for o, u := range used {
-		if !u {
-			p.tab = append(p.tab, nil)
-			continue
-		}
-		t := tabs[:4*k]
-		tabs = tabs[4*k:]
-		p.fillTable(t, o*directRun)
-		p.tab = append(p.tab, t)
-	}
+	directTables.m[key] = tab
+	return tab
 }
 
 // fillTable writes the table of a panel whose first column is pixel pix of
 // an image: its second run is the next 16 pixels, of the next image when
 // the plane ends.
-func (p *convPacker) fillTable(t []int32, pix int) {
-	s := p.s
+func fillTable(t []int32, s ConvShape, pix int) {
 	h, w := s.H, s.W
 	hw := h * w
 	taps := s.KH * s.KW

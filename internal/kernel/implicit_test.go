@@ -3,6 +3,7 @@ package kernel
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/ldm-go/ldm/internal/blas"
@@ -141,6 +142,34 @@ func TestConvPackerDirectPanels(t *testing.T) {
 			if math.Float32bits(direct[i]) != math.Float32bits(packed[i]) {
 				t.Fatalf("%+v: output %d is %v read in place, %v packed", s, i, direct[i], packed[i])
 			}
+		}
+	}
+}
+
+// TestDirectTablesCacheBounded checks that the cache of read-in-place
+// tables stays bounded over many shapes and still serves a shape's tables
+// as built: the same table for the same panel offset.
+func TestDirectTablesCacheBounded(t *testing.T) {
+	s := ConvShape{N: 2, C: 3, H: 4, W: 8, OutC: 5, KH: 3, KW: 3, Stride: 1, PadT: 1, PadL: 1, PadB: 1, PadR: 1}
+	first := directTablesFor(s)
+	for c := 1; c <= 2*maxCachedTableShapes; c++ {
+		o := s
+		o.C = 100 + c
+		directTablesFor(o)
+		directTables.Lock()
+		n := len(directTables.m)
+		directTables.Unlock()
+		if n > maxCachedTableShapes {
+			t.Fatalf("%d shapes cached, want at most %d", n, maxCachedTableShapes)
+		}
+	}
+	again := directTablesFor(s)
+	if len(again) != len(first) {
+		t.Fatalf("rebuilt tables: %d offsets, first build %d", len(again), len(first))
+	}
+	for o := range first {
+		if !slices.Equal(first[o], again[o]) {
+			t.Fatalf("offset %d: rebuilt table differs from the first build", o)
 		}
 	}
 }
