@@ -165,6 +165,9 @@ func (t *interleaveTask) Run(lo, hi int) {
 			p10 := t.res[2*phase+src:][:hw]
 			p11 := t.res[3*phase+src:][:hw]
 			d := t.dst[(n*t.c+o)*4*hw:][:4*hw]
+			if interleavePlaneAVX512(d, p00, p01, p10, p11, h, w, bias) {
+				continue
+			}
 			for y := 0; y < h; y++ {
 				top := d[2*y*2*w:][:2*w]
 				bot := d[(2*y+1)*2*w:][:2*w]
