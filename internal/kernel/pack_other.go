@@ -12,10 +12,3 @@ func packTaps(dst, img []float32, offs []int32, masks []uint32, c, t0, rows, hw,
 func packPlanes(dst, img []float32, gidx *[32]int32, perm []int32, masks []uint16, halves, t0, rows, hw, ldd int) {
 	panic("kernel: packPlanes without AVX-512")
 }
-
-func interleavePlaneAVX512(d, p00, p01, p10, p11 []float32, h, w int, bias float32) bool {
-	return false
-}
-
-// useInterleaveAVX512 is false: only amd64 has the interleave kernels.
-var useInterleaveAVX512 = false
