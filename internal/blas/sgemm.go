@@ -530,7 +530,6 @@ func (g *gemm) multiply(w, u int) {
 			j := n0 + q*nr
 			bq := bp[q*nr*kcb : (q+1)*nr*kcb]
 			cols := min(nr, g.n-j)
-			pair := false // row panel i was done with i-mr
 			// When B's rows are a multiple of 4 KB apart, a panel's rows
 			// all fall in the same two L1 sets, where the packing pass's
 			// own prefetches evict each other before use: so the rows of
@@ -557,10 +556,6 @@ func (g *gemm) multiply(w, u int) {
 				return p, true
 			}
 			for i := m0; i < m1; i += mr {
-				if pair {
-					pair = false
-					continue
-				}
 				rows := min(mr, g.m-i)
 				packNow := fused && i == m0 && cols == nr
 				if dp != nil && dp[q].tab != nil {
@@ -609,7 +604,7 @@ func (g *gemm) multiply(w, u int) {
 						g.addTile(t2[:mr*nr], i, j, mr, cols, beta, loadC, last)
 						g.addTile(t2[mr*nr:], i+mr, j, mr, cols, beta, loadC, last)
 					}
-					pair = true
+					i += mr // row panel i+mr is done too
 					continue
 				}
 				if rows == mr && cols == nr {
