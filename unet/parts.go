@@ -21,9 +21,8 @@ func (m *Model) forwardParts(ws *nn.Workspace, x *nn.Tensor, timesteps []float32
 	per := x.C * x.H * x.W
 	var jobs [maxParts]*partJob
 	parts = min(parts, maxParts)
-	bounds := func(k int) (lo, hi int) { return k * n / parts, (k + 1) * n / parts }
 	sub := func(k int) (*nn.Tensor, []float32, []int) {
-		lo, hi := bounds(k)
+		lo, hi := nn.PartBounds(n, parts, k)
 		xs := &nn.Tensor{Data: x.Data[lo*per : hi*per], N: hi - lo, C: x.C, H: x.H, W: x.W}
 		ts := timesteps
 		if len(ts) > 1 {
@@ -55,7 +54,7 @@ func (m *Model) forwardParts(ws *nn.Workspace, x *nn.Tensor, timesteps []float32
 	for k := 1; k < parts; k++ {
 		j := jobs[k]
 		j.started.Wait()
-		lo, _ := bounds(k)
+		lo, _ := nn.PartBounds(n, parts, k)
 		copy(out.Data[lo*oper:], j.out.Data)
 		j.ws.ReleaseTensor(j.out)
 		j.release()
