@@ -24,6 +24,14 @@ func isSameStride1(s ConvShape) bool {
 		s.PadT >= 0 && s.PadB >= 0 && s.PadL >= 0 && s.PadR >= 0
 }
 
+// tapInside reports whether tap (i, j) of pixel pix, for a "same"
+// convolution (isSameStride1), reads inside the image rather than its
+// zero padding.
+func (s ConvShape) tapInside(pix, i, j int) bool {
+	y, x := pix/s.W+i-s.PadT, pix%s.W+j-s.PadL
+	return y >= 0 && y < s.H && x >= 0 && x < s.W
+}
+
 // convPacker is the B operand (the column matrix) of the convolution of x
 // with shape s, packed on demand (blas.PackerB). Row (c, i, j) and column
 // (n, pixel) hold x[n, c] at the pixel moved by (i-PadT, j-PadL).
@@ -128,9 +136,7 @@ func fillTable(t []int32, s ConvShape, pix int) {
 				off[half][tap] = int32(img + start + (i-s.PadT)*w + (j - s.PadL))
 				var m uint32
 				for l := 0; l < directRun; l++ {
-					q := start + l
-					y, x := q/w+i-s.PadT, q%w+j-s.PadL
-					if y >= 0 && y < h && x >= 0 && x < w {
+					if s.tapInside(start+l, i, j) {
 						m |= 1 << l
 					}
 				}
@@ -231,11 +237,9 @@ func (p *convPacker) packSmall(dst []float32, nr, k0, kc, q0, w int) {
 			t := i*s.KW + j
 			var m uint16
 			for l := 0; l < 16; l++ {
-				pix := l % hw
-				y, x := pix/s.W+i-s.PadT, pix%s.W+j-s.PadL
-				if y >= 0 && y < s.H && x >= 0 && x < s.W {
+				if s.tapInside(l%hw, i, j) {
 					m |= 1 << l
-					perm[16*t+l] = int32(l - pix + y*s.W + x)
+					perm[16*t+l] = int32(l + (i-s.PadT)*s.W + (j - s.PadL))
 				}
 			}
 			masks[2*t], masks[2*t+1] = m&valid[0], m&valid[1]
