@@ -275,16 +275,17 @@ func (b *bencher) gemm(batch, c, h, w int) {
 	calls := max(1, int(2e9/float64(2*m*n*k)))
 	flops := 2 * float64(m) * float64(n) * float64(k) * float64(calls)
 	procs := runtime.GOMAXPROCS(0)
+	mul := func() { blas.Sgemm(false, false, m, n, k, 1, a, k, bm, n, 0, cm, n) }
 	var rates, peaks, shares []float64
 	for i := 0; i < b.warmup+b.repeats; i++ {
 		peak := blas.PeakGFLOPS(procs)
 		// One untimed call first: the helper threads park while the
 		// peak loop runs, and waking them (100-200 us on this VM, a
 		// fiftieth of the run) is not the multiply's cost.
-		blas.Sgemm(false, false, m, n, k, 1, a, k, bm, n, 0, cm, n)
+		mul()
 		start := time.Now()
 		for range calls {
-			blas.Sgemm(false, false, m, n, k, 1, a, k, bm, n, 0, cm, n)
+			mul()
 		}
 		rate := flops / time.Since(start).Seconds() / 1e9
 		if i < b.warmup {
